@@ -1,0 +1,71 @@
+"""The ``collector`` command: thin typer commands over the library.
+
+Exit codes are mapped here, in one place: 0 done; 1 could not run or store
+(:class:`~collector.errors.StoreError` and other :class:`CollectorError`);
+2 usage or configuration error (click's usage errors and
+:class:`~collector.errors.ConfigError`); 3 ``run-once --fail-on-error`` saw a
+failed request or a status >= 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from collector import __version__
+from collector.errors import CollectorError
+
+
+class _Group(TyperGroup):
+    """Turns every CollectorError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's Context class is not public
+        try:
+            return super().invoke(ctx)
+        except CollectorError as exc:
+            typer.echo(f"collector: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="collector",
+    help="Scheduled HTTP data collection: every batch through one re-used connection pool, "
+         "every request stored in SQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"collector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Scheduled HTTP data collection with persisted results."""
+
+
+def _register() -> None:
+    from collector.cli import db, run
+
+    app.command("run-once")(run.run_once)
+    app.command("demo")(run.demo)
+    app.add_typer(db.app, name="db")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="collector")

@@ -1,0 +1,80 @@
+"""The exceptions collector raises on purpose.
+
+Every error a user can cause or meet derives from :class:`CollectorError`;
+anything else escaping the library is a bug. The CLI maps the tree to exit
+codes in one place (``collector.cli``)::
+
+    CollectorError
+    ├── ConfigError            bad input: job file, option, URL, setting (exit 2)
+    │   └── JobFileError       a mistake in a job file, with .path/.job/.key
+    └── StoreError             the database could not be used (exit 1)
+        ├── DatabaseUnavailable    cannot connect or a statement failed
+        └── SchemaMismatch         schema older/newer than this collector
+
+Third-party exceptions are translated once, where they enter: urllib3's in
+``collector.runner`` (into per-request error kinds, never raised), SQLAlchemy's
+and Alembic's in ``collector.store``.
+"""
+
+from __future__ import annotations
+
+
+class CollectorError(Exception):
+    """Root of every error collector raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(CollectorError):
+    """Bad input from the user: a job file, an option, a URL or a setting."""
+
+    exit_code = 2
+
+
+class JobFileError(ConfigError):
+    """A mistake in a job file.
+
+    The message names the file, the job and the key, then what was wrong and
+    what is allowed: ``jobs/search.toml: job "search": timeout: -1s must be > 0``.
+    """
+
+    def __init__(self, path: str, problem: str, *, job: str | None = None,
+                 key: str | None = None) -> None:
+        self.path = path
+        self.job = job
+        self.key = key
+        self.problem = problem
+        where = [path]
+        if job is not None:
+            where.append(f'job "{job}"')
+        if key is not None:
+            where.append(key)
+        super().__init__(": ".join([*where, problem]))
+
+
+class StoreError(CollectorError):
+    """The database could not be used."""
+
+    exit_code = 1
+
+
+class DatabaseUnavailable(StoreError):
+    """Connecting to the database, or a statement on it, failed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"database {url}: {reason}")
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema revision is not the one this collector uses."""
+
+    def __init__(self, url: str, current: str | None, head: str, advice: str) -> None:
+        self.url = url
+        self.current = current
+        self.head = head
+        super().__init__(
+            f"database {url} is at schema revision {current}, this collector needs {head}: "
+            f"{advice}"
+        )

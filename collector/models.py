@@ -1,0 +1,113 @@
+"""The stored tables: a contract users write SQL against (README, "The stored data").
+
+Renaming a column needs an Alembic revision and a note in the README; a test
+checks that these tables and the migrations never disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time, stored as UTC; always read back timezone-aware.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores the UTC wall time as text
+    (``2026-11-25 00:40:43.123456``), which sorts and works with ``date()``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: collector stores UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+batches = Table(
+    "batches", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_name", String(200), nullable=False),
+    Column("trigger", String(20), nullable=False, comment="schedule or manual"),
+    Column("scheduled_for", UTCDateTime(), comment="the fire time a schedule claimed"),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("status", String(20), nullable=False, comment="ok, partial or failed"),
+    Column("url", Text, nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("pool_size", Integer, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("num_connections", Integer, nullable=False, comment="the pool's counter"),
+    Column("num_requests", Integer, nullable=False, comment="the pool's counter: attempts"),
+    Column("tcp_connections", Integer, nullable=False, comment="TCP connections opened"),
+    Column("requests_succeeded", Integer, nullable=False),
+    Column("requests_failed", Integer, nullable=False),
+    Column("worker", String(255), nullable=False, comment="host:pid that ran the batch"),
+    # One row per fire of a schedule, whichever daemon claims it; NULLs
+    # (manual runs) never collide.
+    UniqueConstraint("job_name", "scheduled_for"),
+    Index(None, "job_name", "started_at"),
+    Index(None, "started_at"),
+)
+
+requests = Table(
+    "requests", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("status", Integer),
+    Column("content_type", Text),
+    Column("body_length", BigInteger, comment="bytes of the body as delivered"),
+    Column("content_length", BigInteger, comment="the Content-Length header"),
+    Column("body_sha256", String(64)),
+    Column("elapsed_ms", Float, nullable=False),
+    Column("connect_ms", Float, comment="set when a TCP connection was opened for it"),
+    Column("ttfb_ms", Float),
+    Column("reused", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error_kind", String(20)),
+    Column("error", Text),
+    UniqueConstraint("batch_id", "position"),
+)

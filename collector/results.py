@@ -1,0 +1,113 @@
+"""What a batch produced: plain values the runner returns and the store saves.
+
+Field names are the column names of the ``requests`` and ``batches`` tables
+(README, "The stored data") and the keys of ``collector run-once --json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+ErrorKind = Literal[
+    "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
+    "too_large", "other",
+]
+ERROR_KINDS: tuple[ErrorKind, ...] = (
+    "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
+    "too_large", "other",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestResult:
+    """One request of a batch.
+
+    ``error_kind``/``error`` are set when the request got no complete HTTP
+    response; ``status`` may still be set when the failure came while reading
+    the body (``read_timeout``, ``protocol``, ``too_large``).
+    """
+
+    position: int
+    method: str
+    url: str
+    query: str
+    started_at: datetime
+    status: int | None
+    content_type: str | None
+    body_length: int | None
+    content_length: int | None
+    body_sha256: str | None
+    elapsed_ms: float
+    connect_ms: float | None
+    ttfb_ms: float | None
+    reused: bool
+    attempts: int
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when the request got no complete response (HTTP statuses are data)."""
+        return self.error_kind is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    """One batch: the pool's own counters, the TCP connections really opened, the requests.
+
+    ``num_connections`` and ``num_requests`` are urllib3's pool counters:
+    connection objects created and request attempts made (retries included).
+    ``tcp_connections`` counts successful TCP (and TLS) connects, which goes up
+    when a server closes a kept-alive connection and urllib3 reconnects the
+    same connection object.
+    """
+
+    url: str
+    method: str
+    pool_size: int
+    concurrency: int
+    started_at: datetime
+    finished_at: datetime
+    num_connections: int
+    num_requests: int
+    tcp_connections: int
+    requests: tuple[RequestResult, ...]
+
+    @property
+    def requests_succeeded(self) -> int:
+        return sum(not r.failed for r in self.requests)
+
+    @property
+    def requests_failed(self) -> int:
+        return sum(r.failed for r in self.requests)
+
+    @property
+    def status(self) -> str:
+        """``ok`` (every request got a response), ``partial`` or ``failed`` (none did)."""
+        if not self.requests_failed:
+            return "ok"
+        return "failed" if not self.requests_succeeded else "partial"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Column names to JSON-ready values (times as ISO 8601 UTC)."""
+        return {
+            "url": self.url,
+            "method": self.method,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "pool_size": self.pool_size,
+            "concurrency": self.concurrency,
+            "num_connections": self.num_connections,
+            "num_requests": self.num_requests,
+            "tcp_connections": self.tcp_connections,
+            "requests_succeeded": self.requests_succeeded,
+            "requests_failed": self.requests_failed,
+            "requests": [
+                {**dataclasses.asdict(r), "started_at": r.started_at.isoformat()}
+                for r in self.requests
+            ],
+        }

@@ -1,0 +1,280 @@
+"""Keep batch results in SQL: engine setup, the schema's revision, saving a batch.
+
+SQLite (WAL, a busy timeout, foreign keys on) is the embedded default;
+PostgreSQL is reached through psycopg 3. A database with no schema is brought
+to the newest revision on first use; one at an older revision is left alone
+with a message to run ``collector db upgrade``.
+
+SQLAlchemy's and Alembic's exceptions are translated here, once, into
+:class:`~collector.errors.StoreError` and :class:`~collector.errors.ConfigError`.
+This module knows nothing about HTTP: it saves a plain
+:class:`~collector.results.BatchResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch
+from collector.models import batches, requests
+from collector.results import BatchResult
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseInfo:
+    """What ``collector db info`` shows."""
+
+    url: str
+    dialect: str
+    revision: str | None
+    head: str
+    row_counts: dict[str, int]
+
+    @property
+    def state(self) -> str:
+        if self.revision == self.head:
+            return "up to date"
+        if self.revision is None:
+            return "empty (the schema is created on first use)"
+        return "needs `collector db upgrade`"
+
+
+class Store:
+    """One database: save batches, read its state, upgrade its schema.
+
+    Open it with :func:`open_store`; close it (or use it as a context manager)
+    to dispose of its connections.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[Connection]:
+        """A connection (in a transaction when ``write``); database errors become StoreError."""
+        try:
+            if write:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self.engine.connect() as conn:
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(self.url, _reason(exc)) from exc
+
+    # -- the schema ---------------------------------------------------------------------------
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at, or None when it has none."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Bring the schema to the newest revision; returns (before, after)."""
+        from alembic import command
+        from alembic.util.exc import CommandError
+
+        before = self.revision()
+        head = _head()
+        if before is not None and before not in _known_revisions():
+            raise _too_new(self.url, before, head)
+        with self._connect(write=True) as conn:
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise DatabaseUnavailable(self.url, f"migration failed: {exc}") from exc
+        return before, head
+
+    def ensure_schema(self) -> None:
+        """Create the schema on an empty database; refuse one at another revision."""
+        head = _head()
+        current = self.revision()
+        if current == head:
+            return
+        if current is None:
+            with self._connect() as conn:
+                existing = set(inspect(conn).get_table_names()) & {"batches", "requests"}
+            if existing:
+                raise SchemaMismatch(self.url, None, head,
+                                     f"it has tables {sorted(existing)} but no alembic_version; "
+                                     "it was not made by collector")
+            log.info("creating collector's schema in %s", self.url)
+            try:
+                self.upgrade()
+            except DatabaseUnavailable:
+                # Another process may have created it at the same moment.
+                if self.revision() != head:
+                    raise
+            return
+        if current in _known_revisions():
+            raise SchemaMismatch(self.url, current, head, "run `collector db upgrade`")
+        raise _too_new(self.url, current, head)
+
+    def info(self) -> DatabaseInfo:
+        """Which database, which revision, how many rows (when the schema is there)."""
+        revision = self.revision()
+        counts: dict[str, int] = {}
+        if revision is not None:
+            with self._connect() as conn:
+                for table in (batches, requests):
+                    counts[table.name] = conn.execute(
+                        select(func.count()).select_from(table)).scalar_one()
+        return DatabaseInfo(url=self.url, dialect=self.engine.dialect.name, revision=revision,
+                            head=_head(), row_counts=counts)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def save_batch(self, result: BatchResult, *, job_name: str, trigger: str = "manual",
+                   scheduled_for: datetime | None = None, worker: str | None = None) -> int:
+        """Write the batch and all its requests in one transaction; returns the batch id."""
+        row = {
+            "job_name": job_name, "trigger": trigger, "scheduled_for": scheduled_for,
+            "started_at": result.started_at, "finished_at": result.finished_at,
+            "status": result.status, "url": result.url, "method": result.method,
+            "pool_size": result.pool_size, "concurrency": result.concurrency,
+            "num_connections": result.num_connections, "num_requests": result.num_requests,
+            "tcp_connections": result.tcp_connections,
+            "requests_succeeded": result.requests_succeeded,
+            "requests_failed": result.requests_failed,
+            "worker": worker or default_worker(),
+        }
+        with self._connect(write=True) as conn:
+            batch_id: int = conn.execute(
+                insert(batches).values(row).returning(batches.c.id)).scalar_one()
+            if result.requests:
+                conn.execute(insert(requests), [
+                    {**dataclasses.asdict(r), "batch_id": batch_id} for r in result.requests
+                ])
+        return batch_id
+
+
+def default_worker() -> str:
+    """``host:pid``, stored with each batch to say who ran it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_store(url: str, *, ensure_schema: bool = True) -> Store:
+    """Connect to the database at ``url`` (a SQLAlchemy URL).
+
+    With ``ensure_schema`` an empty database gets the schema and one at another
+    revision raises :class:`SchemaMismatch`.
+    """
+    store = Store(_engine(url))
+    try:
+        if ensure_schema:
+            store.ensure_schema()
+        else:
+            store.revision()  # fail here, not later, when the database cannot be reached
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {url!r} is not a URL (use a file path, sqlite:///PATH "
+                          "or postgresql://USER@HOST/DB)") from None
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            directory = Path(parsed.database).parent
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    parsed.render_as_string(), f"cannot create {directory}: {exc.strerror}"
+                ) from None
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    elif parsed.get_backend_name() == "postgresql":
+        options["pool_pre_ping"] = True  # a daemon outlives server restarts
+    try:
+        engine = create_engine(parsed, **options)
+    except NoSuchModuleError:
+        raise ConfigError(f"database URL {parsed.render_as_string()!r}: unknown database type "
+                          f"{parsed.drivername!r} (use sqlite or postgresql)") from None
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'collector[postgres]')" if "psycopg" in str(exc) else ""
+        raise ConfigError(f"database URL {parsed.render_as_string()!r} needs the Python module "
+                          f"{exc.name!r}, which is not installed{extra}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The first line of what the database driver said."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip() or type(original).__name__
+    return text.splitlines()[0]
+
+
+def _alembic_config() -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "collector:migrations")
+    return config
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "collector ships at least one migration"
+    return head
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+
+
+def _too_new(url: str, current: str, head: str) -> SchemaMismatch:
+    return SchemaMismatch(url, current, head,
+                          "a newer collector wrote it; upgrade collector to use this database")
