@@ -17,6 +17,9 @@ import dataclasses
 import logging
 import os
 import socket
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Alembic keeps the running migration's context in module globals: one at a time per process.
+_MIGRATING = threading.Lock()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,11 +89,11 @@ class Store:
     def _connect(self, *, write: bool = False) -> Iterator[Connection]:
         """A connection (in a transaction when ``write``); database errors become StoreError."""
         try:
-            if write:
-                with self.engine.begin() as conn:
-                    yield conn
-            else:
-                with self.engine.connect() as conn:
+            with self.engine.connect() as conn:
+                if write:
+                    with conn.execution_options(write_lock=True).begin():
+                        yield conn
+                else:
                     yield conn
         except SQLAlchemyError as exc:
             raise DatabaseUnavailable(self.url, _reason(exc)) from exc
@@ -110,7 +116,7 @@ class Store:
         head = _head()
         if before is not None and before not in _known_revisions():
             raise _too_new(self.url, before, head)
-        with self._connect(write=True) as conn:
+        with _MIGRATING, self._connect(write=True) as conn:
             config = _alembic_config()
             config.attributes["connection"] = conn
             try:
@@ -234,16 +240,39 @@ def _engine(url: str) -> Engine:
         raise ConfigError(f"database URL {parsed.render_as_string()!r} needs the Python module "
                           f"{exc.name!r}, which is not installed{extra}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling lets DDL commit by itself; take it
+    # over (SQLAlchemy's documented pysqlite recipe) so that a migration is one
+    # transaction and a second process never sees half a schema.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    # WAL lets readers and one writer work at once; it stays set in the file.
+    # Switching a new file to it fails, busy timeout or not, while another
+    # connection has the file open: wait for that one to finish.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A writer takes the write lock up front and waits its turn (busy timeout);
+    # a read transaction that later tries to write fails at once instead.
+    write = connection.get_execution_options().get("write_lock", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _reason(exc: SQLAlchemyError) -> str:
