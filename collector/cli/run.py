@@ -13,6 +13,7 @@ import typer
 from collector.cli.options import DbOption
 from collector.cli.render import batch_table
 from collector.config import (
+    DEFAULT_TIMEOUT,
     BatchSpec,
     batch_from_options,
     expand_environment,
@@ -25,50 +26,66 @@ from collector.results import BatchResult
 
 EXIT_REQUEST_FAILED = 3
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of "
-                                                         "a table.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON object instead of a table.")]
+_File = Annotated[str | None, typer.Argument(
+    metavar="[FILE.toml]", show_default=False,
+    help="A job file to run a job from (instead of --url).")]
+_Job = Annotated[str | None, typer.Option(
+    metavar="NAME", help="The job to run when FILE.toml holds more than one.")]
+_Url = Annotated[str | None, typer.Option(
+    metavar="URL", help="The http:// or https:// URL every query is sent to.")]
+_Query = Annotated[list[str] | None, typer.Option(
+    "--query", "-q", metavar="QUERY",
+    help="One request's fields, form-encoded: 'q=python&v=1.0'. Repeat for each request.")]
+_Method = Annotated[str, typer.Option(
+    metavar="METHOD", help="GET, HEAD or POST (fields as a form body).")]
+_PoolSize = Annotated[int, typer.Option(
+    metavar="N", help="Connections the batch's one pool may hold (urllib3 maxsize).")]
+_Concurrency = Annotated[int, typer.Option(
+    metavar="N", help="Threads sending requests through the one pool.")]
+_Timeout = Annotated[float, typer.Option(
+    metavar="SECONDS", help="Connect and read timeout, each.")]
+_Retries = Annotated[int, typer.Option(
+    metavar="N", help="Retries after a connection or read error (statuses are never retried).")]
+_Header = Annotated[list[str] | None, typer.Option(
+    "--header", "-H", metavar="'NAME: VALUE'", help="A request header. Repeatable.")]
+_CaFile = Annotated[str | None, typer.Option(
+    metavar="PEM", help="CA certificates to trust for https://, instead of the system's.")]
+_Name = Annotated[str, typer.Option(
+    metavar="NAME", help="The job name a --url batch is stored under.")]
+_NoStore = Annotated[bool, typer.Option(
+    "--no-store", help="Run and print, but do not write to the database.")]
+_FailOnError = Annotated[bool, typer.Option(
+    "--fail-on-error", help="Exit 3 when a request got no response or a status >= 400.")]
 
 
 def run_once(
-    target: Annotated[str | None, typer.Argument(
-        metavar="[FILE.toml]", help="A job file to run a job from (instead of --url).",
-        show_default=False)] = None,
-    job: Annotated[str | None, typer.Option(
-        help="The job to run when FILE.toml holds more than one.")] = None,
-    url: Annotated[str | None, typer.Option(
-        help="The http:// or https:// URL every query is sent to.")] = None,
-    query: Annotated[list[str] | None, typer.Option(
-        "--query", "-q", help="One request's fields, form-encoded: 'q=python&v=1.0'. "
-                             "Repeat for each request of the batch.")] = None,
-    method: Annotated[str, typer.Option(help="GET, HEAD or POST (fields as a form body).")]
-        = "GET",
-    pool_size: Annotated[int, typer.Option(
-        help="Connections the batch's one pool may hold (urllib3 maxsize).")] = 1,
-    concurrency: Annotated[int, typer.Option(
-        help="Threads sending requests through the one pool.")] = 1,
-    timeout: Annotated[float, typer.Option(
-        metavar="SECONDS", help="Connect and read timeout, each.")] = 10.0,
-    retries: Annotated[int, typer.Option(
-        help="Retries after a connection or read error (statuses are never retried).")] = 0,
-    header: Annotated[list[str] | None, typer.Option(
-        "--header", "-H", help="A request header, 'Name: value'. Repeatable.")] = None,
-    ca_file: Annotated[str | None, typer.Option(
-        help="CA certificates (PEM) to trust for https://, instead of the system's.")] = None,
-    name: Annotated[str, typer.Option(
-        help="The job name the batch is stored under, for --url runs.")] = "run-once",
+    target: _File = None,
+    job: _Job = None,
+    url: _Url = None,
+    query: _Query = None,
+    method: _Method = "GET",
+    pool_size: _PoolSize = 1,
+    concurrency: _Concurrency = 1,
+    timeout: _Timeout = DEFAULT_TIMEOUT,
+    retries: _Retries = 0,
+    header: _Header = None,
+    ca_file: _CaFile = None,
+    name: _Name = "run-once",
     db: DbOption = None,
     as_json: JsonOption = False,
-    no_store: Annotated[bool, typer.Option(
-        "--no-store", help="Run and print, but do not write to the database.")] = False,
-    fail_on_error: Annotated[bool, typer.Option(
-        "--fail-on-error", help="Exit 3 when a request got no response or a status >= 400.")]
-        = False,
+    no_store: _NoStore = False,
+    fail_on_error: _FailOnError = False,
 ) -> None:
     """Run one batch now through one connection pool, store it and print it.
 
     Either a job file (FILE.toml [--job NAME]) or --url with --query options:
 
-      collector run-once --url http://127.0.0.1:8080/search -q 'q=python&v=1.0' -q 'q=php&v=1.0'
+    \b
+      collector run-once jobs/search.toml
+      collector run-once --url http://127.0.0.1:8080/search \\
+          -q 'q=python&v=1.0' -q 'q=php&v=1.0'
     """
     if target is not None:
         given = [option for option, value in (

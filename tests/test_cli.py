@@ -1,0 +1,272 @@
+"""The CLI, invoked through typer's CliRunner and as the installed console script,
+checked through the database and the exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.models import batches, requests
+from collector.store import _head, open_store
+from tests.server import LocalServer
+
+runner = CliRunner()
+COLLECTOR = Path(sys.executable).parent / "collector"
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def stored(url: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    with open_store(url) as store, store.engine.connect() as conn:
+        batch_rows = [dict(r._mapping) for r in conn.execute(select(batches)
+                                                             .order_by(batches.c.id))]
+        request_rows = [dict(r._mapping) for r in conn.execute(
+            select(requests).order_by(requests.c.batch_id, requests.c.position))]
+    return batch_rows, request_rows
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("collector: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_run_once_stores_the_batch(db_url: str, server: LocalServer) -> None:
+    code, out, err = invoke("run-once", "--url", server.url("/search"),
+                            "--query", "q=python&v=1.0", "--query", "q=php&v=1.0",
+                            "--db", db_url)
+    assert (code, err) == (0, "")
+    assert "Number of connections: 1 (TCP connections opened: 1)" in out
+    assert "Number of requests: 2" in out
+    assert "text/javascript; charset=utf-8" in out
+    batch_rows, request_rows = stored(db_url)
+    assert len(batch_rows) == 1
+    assert batch_rows[0]["job_name"] == "run-once" and batch_rows[0]["trigger"] == "manual"
+    assert (batch_rows[0]["num_connections"], batch_rows[0]["num_requests"],
+            batch_rows[0]["tcp_connections"]) == (1, 2, 1)
+    assert [r["query"] for r in request_rows] == ["q=python&v=1.0", "q=php&v=1.0"]
+    assert [r["reused"] for r in request_rows] == [False, True]
+    assert f"batch {batch_rows[0]['id']} stored in" in out
+
+
+def test_run_once_json(sqlite_url: str, server: LocalServer) -> None:
+    code, out, _ = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
+                          "-q", "q=php", "--db", sqlite_url, "--json", "--name", "search")
+    assert code == 0
+    document = json.loads(out)
+    batch_rows, request_rows = stored(sqlite_url)
+    assert document["batch_id"] == batch_rows[0]["id"]
+    assert document["job_name"] == "search" == batch_rows[0]["job_name"]
+    for key in ("num_connections", "num_requests", "tcp_connections", "status",
+                "requests_succeeded", "requests_failed"):
+        assert document[key] == batch_rows[0][key], key
+    assert len(document["requests"]) == 2
+    for row, item in zip(request_rows, document["requests"], strict=True):
+        for key in ("position", "status", "content_type", "body_length", "content_length",
+                    "body_sha256", "elapsed_ms", "connect_ms", "ttfb_ms", "reused", "attempts",
+                    "error_kind", "error", "query", "url", "method"):
+            assert item[key] == row[key], key
+
+
+def test_no_store_writes_nothing(tmp_path: Path, server: LocalServer) -> None:
+    db = tmp_path / "never.db"
+    code, out, _ = invoke("run-once", "--url", server.url("/search"), "--db", str(db),
+                          "--no-store", "--json")
+    assert code == 0 and json.loads(out)["batch_id"] is None
+    assert not db.exists()
+
+
+def test_the_default_database_is_under_xdg_data_home(server: LocalServer) -> None:
+    code, _, _ = invoke("run-once", "--url", server.url("/search"))
+    assert code == 0
+    default = Path(os.environ["XDG_DATA_HOME"]) / "collector" / "collector.db"
+    assert len(stored(f"sqlite:///{default}")[0]) == 1
+
+
+def test_the_database_url_comes_from_the_environment(
+        sqlite_url: str, server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR_DATABASE_URL", sqlite_url)
+    assert invoke("run-once", "--url", server.url("/search"))[0] == 0
+    assert len(stored(sqlite_url)[0]) == 1
+
+
+def test_fail_on_error(sqlite_url: str, server: LocalServer) -> None:
+    args = ["run-once", "--url", server.url("/status/404"), "--db", sqlite_url]
+    assert invoke(*args)[0] == 0  # statuses are data
+    code, _, err = invoke(*args, "--fail-on-error")
+    assert code == 3 and "1 of 1 requests failed or got a status >= 400" in err
+    assert invoke("run-once", "--url", server.url("/search"), "--db", sqlite_url,
+                  "--fail-on-error")[0] == 0
+    assert len(stored(sqlite_url)[0]) == 3  # stored whatever the exit code
+
+
+def test_failed_requests_are_listed(sqlite_url: str, server: LocalServer) -> None:
+    code, out, _ = invoke("run-once", "--url", server.url("/search"), "-q", "q=a",
+                          "-q", "q=hangup", "--db", sqlite_url)
+    assert code == 0
+    assert "errors:\n  #1 protocol: " in out
+    assert "Batch partial: 1 succeeded, 1 failed" in out
+
+
+def test_run_once_a_job_file(sqlite_url: str, server: LocalServer, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "jobs.toml"
+    path.write_text(f"""
+[jobs.other]
+url = "{server.url('/status/500')}"
+
+[jobs.search]
+url = "{server.url('/search')}"
+every = "5m"
+fields = {{ v = "1.0" }}
+queries = [ {{ q = "python" }}, {{ q = "php" }} ]
+headers = {{ Authorization = "Bearer ${{SEARCH_TOKEN}}" }}
+""")
+    monkeypatch.setenv("SEARCH_TOKEN", "s3cret")
+    code, out, err = invoke("run-once", str(path), "--job", "search", "--db", sqlite_url)
+    assert (code, err) == (0, "")
+    assert [p for _, p, _, _ in server.seen] == ["/search?q=python&v=1.0", "/search?q=php&v=1.0"]
+    assert {h["Authorization"] for _, _, _, h in server.seen} == {"Bearer s3cret"}
+    batch_rows, request_rows = stored(sqlite_url)
+    assert batch_rows[0]["job_name"] == "search" and len(request_rows) == 2
+
+    code, _, err = invoke("run-once", str(path), "--db", sqlite_url)
+    assert code == 2
+    assert_one_line_error(err, "has 2 jobs (other, search): choose one with --job")
+
+    monkeypatch.delenv("SEARCH_TOKEN")
+    code, _, err = invoke("run-once", str(path), "--job", "search", "--db", sqlite_url)
+    assert code == 2
+    assert_one_line_error(err, f'{path}: job "search": headers.Authorization: '
+                               "${SEARCH_TOKEN} is not set")
+    assert len(stored(sqlite_url)[0]) == 1
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--url", "ftp://example.test/"], '--url: "ftp://example.test/" is not an http'),
+    (["--url", "not a url"], "--url: "),
+    (["--url", "http://127.0.0.1:1/", "--query", "python"], "--query: 'python' is not name=value"),
+    (["--url", "http://127.0.0.1:1/", "--header", "NoColon"], "--header: 'NoColon' is not"),
+    (["--url", "http://127.0.0.1:1/", "--pool-size", "0"], "--pool-size: 0 must be between"),
+    (["--url", "http://127.0.0.1:1/", "--timeout", "0"], "--timeout: 0.0 must be > 0"),
+    (["--url", "http://127.0.0.1:1/", "--method", "PUT"], '--method: "PUT" is not one of'),
+    (["--url", "http://127.0.0.1:1/", "--job", "x"], "--job needs a job file"),
+    ([], "give a job file or --url"),
+    (["missing.toml"], "missing.toml: no such job file"),
+    (["jobs/search.toml", "--url", "http://x/"], "--url cannot be combined with a job file"),
+    (["--url", "http://127.0.0.1:1/", "--db", "nonsense://x"], "unknown database type"),
+])
+def test_usage_errors_exit_2_with_one_line(args: list[str], fragment: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    code, out, err = invoke("run-once", *args)
+    assert code == 2, err
+    assert_one_line_error(err, fragment)
+    assert out == ""
+
+
+def test_a_bad_job_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[jobs.search]\nurl = "http://x/"\nevery = "5 minutes"\n')
+    code, _, err = invoke("run-once", str(path))
+    assert code == 2
+    assert_one_line_error(err, f'{path}: job "search": every: "5 minutes" is not a duration')
+
+
+def test_click_usage_errors_exit_2() -> None:
+    assert invoke("run-once", "--pool-size", "many")[0] == 2
+    assert invoke("no-such-command")[0] == 2
+
+
+def test_an_unreachable_database_exits_1_before_running(server: LocalServer) -> None:
+    code, out, err = invoke("run-once", "--url", server.url("/search"),
+                            "--db", "postgresql://nobody@127.0.0.1:1/none")
+    assert code == 1
+    assert_one_line_error(err, "database postgresql+psycopg://nobody@127.0.0.1:1/none: ")
+    assert out == "" and server.seen == []
+
+
+def test_a_batch_that_cannot_be_stored_is_still_printed(sqlite_url: str,
+                                                        server: LocalServer) -> None:
+    with open_store(sqlite_url) as store, store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE requests"))  # broken behind collector's back
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
+                            "--db", sqlite_url, "--json")
+    assert code == 1
+    assert_one_line_error(err, "the batch ran (printed above) but was not stored")
+    document = json.loads(out)
+    assert document["batch_id"] is None and document["requests"][0]["status"] == 200
+    with open_store(sqlite_url) as store, store.engine.connect() as conn:
+        assert conn.execute(select(batches)).all() == []  # all or nothing
+
+
+def test_demo(sqlite_url: str) -> None:
+    code, out, err = invoke("demo", "--db", sqlite_url)
+    assert (code, err) == (0, "")
+    assert out.count(" 200 ") == 2
+    assert "text/javascript; charset=utf-8" in out
+    assert "Number of connections: 1 (TCP connections opened: 1)" in out
+    assert "Number of requests: 2" in out
+    batch_rows, request_rows = stored(sqlite_url)
+    assert batch_rows[0]["job_name"] == "demo"
+    assert [r["query"] for r in request_rows] == ["q=python&v=1.0", "q=php&v=1.0"]
+
+
+def test_db_upgrade_and_info(db_url: str) -> None:
+    code, out, _ = invoke("db", "info", "--db", db_url)
+    assert code == 0 and "revision: none" in out and "empty" in out
+    code, out, _ = invoke("db", "upgrade", "--db", db_url)
+    assert code == 0 and f"upgraded from revision none to {_head()}" in out
+    code, out, _ = invoke("db", "upgrade", "--db", db_url)
+    assert code == 0 and f"already at revision {_head()}" in out
+    invoke("demo", "--db", db_url)
+    code, out, _ = invoke("db", "info", "--db", db_url)
+    assert code == 0
+    assert "up to date" in out and "batches:  1" in out and "requests: 2" in out
+
+
+def test_db_info_on_an_unreachable_database_exits_1() -> None:
+    code, _, err = invoke("db", "info", "--db", "postgresql://nobody@127.0.0.1:1/none")
+    assert code == 1
+    assert_one_line_error(err, "127.0.0.1")
+
+
+def test_the_installed_console_script(tmp_path: Path, server: LocalServer) -> None:
+    assert COLLECTOR.exists(), "install the project: pip install -e '.[test]'"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(COLLECTOR), *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=60)
+
+    demo = run("demo")
+    assert demo.returncode == 0, demo.stderr
+    assert "Number of requests: 2" in demo.stdout
+    assert (tmp_path / "xdg" / "collector" / "collector.db").exists()
+
+    ran = run("run-once", "--url", server.url("/search"), "-q", "q=x", "--json")
+    assert ran.returncode == 0 and json.loads(ran.stdout)["num_requests"] == 1
+
+    bad = run("run-once", "--url", "gopher://x/")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert_one_line_error(bad.stderr, "--url")
+
+    unreachable = run("db", "info", "--db", "postgresql://nobody@127.0.0.1:1/none")
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+
+    version = subprocess.run([sys.executable, "-m", "collector", "--version"],
+                             capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("collector ")
