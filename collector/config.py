@@ -144,6 +144,9 @@ def _url(value: object) -> str:
         raise _Invalid("url", f"{_show(value)} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _Invalid("url", f"{_show(value)} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise _Invalid("url", "has a user name or password in it, which would be stored with "
+                              "every request: send credentials in headers (Authorization)")
     if parts.fragment:
         raise _Invalid("url", f"{_show(value)} has a #fragment, which is never sent")
     return value

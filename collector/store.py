@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS = "collector:migrations"  # inside the package, so an installed wheel has them
 
 # Alembic keeps the running migration's context in module globals: one at a time per process.
 _MIGRATING = threading.Lock()
@@ -286,7 +287,7 @@ def _alembic_config() -> Config:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", "collector:migrations")
+    config.set_main_option("script_location", MIGRATIONS)
     return config
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
+import collector.store
 from collector.cli import app
 from collector.models import batches, requests
 from collector.store import _head, open_store
@@ -270,3 +272,48 @@ def test_the_installed_console_script(tmp_path: Path, server: LocalServer) -> No
     version = subprocess.run([sys.executable, "-m", "collector", "--version"],
                              capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("collector ")
+
+
+REVISION_0002 = '''
+"""a later revision, as a future collector would ship it"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("batches", sa.Column("note", sa.Text(), nullable=True))
+
+
+def downgrade():
+    op.drop_column("batches", "note")
+'''
+
+
+def test_an_older_schema_asks_for_db_upgrade(db_url: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             server: LocalServer) -> None:
+    assert invoke("demo", "--db", db_url)[0] == 0  # the database is at this collector's head
+    newer = tmp_path / "migrations"
+    shutil.copytree(Path(collector.__file__).parent / "migrations", newer,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (newer / "versions" / "0002_note.py").write_text(REVISION_0002)
+    monkeypatch.setattr(collector.store, "MIGRATIONS", str(newer))  # a newer collector
+
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "--db", db_url)
+    assert code == 1 and out == "" and server.seen == []
+    assert_one_line_error(err, "is at schema revision 0001, this collector needs 0002: "
+                               "run `collector db upgrade`")
+    code, out, _ = invoke("db", "info", "--db", db_url)
+    assert code == 0 and "revision: 0001 (newest 0002: needs `collector db upgrade`)" in out
+
+    code, out, _ = invoke("db", "upgrade", "--db", db_url)
+    assert code == 0 and "upgraded from revision 0001 to 0002" in out
+    assert invoke("run-once", "--url", server.url("/search"), "--db", db_url)[0] == 0
+    assert len(stored(db_url)[0]) == 2  # the data was kept
+    with open_store(db_url) as store:
+        assert "note" in {c["name"] for c in inspect(store.engine).get_columns("batches")}

@@ -88,6 +88,7 @@ url = "http://127.0.0.1:1/"
     ('url = "ftp://x/"', 'job "j": url: "ftp://x/" is not an http:// or https:// URL'),
     ('url = "http://x:99999/"', 'job "j": url: "http://x:99999/" is not a valid URL'),
     ('url = "http://x/#top"', 'job "j": url: "http://x/#top" has a #fragment'),
+    ('url = "http://me:pw@x/"', 'job "j": url: has a user name or password in it'),
     ('every = "5m"', 'job "j": url: is required'),
     ('url = "http://x/"\nurl_ = "typo"', 'job "j": url_: unknown key (allowed: '),
     ('url = "http://x/"\nmethod = "PUT"', 'job "j": method: "PUT" is not one of GET, HEAD, POST'),
