@@ -13,11 +13,12 @@ runs, so secrets never reach the database.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
                "gb": 1000**3, "gib": 1024**3}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,45 +211,105 @@ def _queries(value: object) -> tuple[dict[str, str], ...]:
     return tuple(_fields(f"queries[{i}]", item) for i, item in enumerate(value))
 
 
+def _method(value: object) -> str:
+    if not isinstance(value, str) or value.upper() not in METHODS:
+        raise _Invalid("method", f"{_show(value)} is not one of {', '.join(METHODS)}")
+    return value.upper()
+
+
+def _duration(key: str) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise _Invalid(key, str(exc)) from None
+
+    return check
+
+
+def _max_body(value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise _Invalid("max_body", str(exc)) from None
+
+
+def _ca_file(value: object) -> str:
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise _Invalid("ca_file", f"{_show(value)} is not a readable file")
+    return value
+
+
+def _timezone(value: object) -> str:
+    if not isinstance(value, str) or not _is_timezone(value):
+        raise _Invalid("timezone", f"{_show(value)} is not a time zone "
+                                   "(use UTC or a name like Europe/Berlin)")
+    return value
+
+
+def _enabled(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("enabled", f"{_show(value)} is not true or false")
+    return value
+
+
+_BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
+    "url": _url,
+    "method": _method,
+    "queries": _queries,
+    "fields": lambda v: _fields("fields", v),
+    "headers": _headers,
+    "pool_size": lambda v: _int("pool_size", v, minimum=1, maximum=1000),
+    "concurrency": lambda v: _int("concurrency", v, minimum=1, maximum=1000),
+    "timeout": _timeout,
+    "retries": lambda v: _int("retries", v, minimum=0, maximum=100),
+    "max_body": _max_body,
+    "ca_file": _ca_file,
+}
+_SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {
+    "every": _duration("every"),
+    "timezone": _timezone,
+    "jitter": _duration("jitter"),
+    "enabled": _enabled,
+    # cron is checked after timezone, which it depends on
+}
+_JOB_KEYS = frozenset(_BATCH_CHECKS) | frozenset(_SCHEDULE_CHECKS) | {"cron"}
+
+
+def _check(checks: Mapping[str, Callable[[object], Any]],
+           values: Mapping[str, object]) -> tuple[dict[str, Any], list[_Invalid]]:
+    """Every key checked; the good values, and one error per bad key."""
+    checked: dict[str, Any] = {}
+    errors: list[_Invalid] = []
+    for key, value in values.items():
+        if key in checks:
+            try:
+                checked[key] = checks[key](value)
+            except _Invalid as exc:
+                errors.append(exc)
+    return checked, errors
+
+
 def make_batch(**values: Any) -> BatchSpec:
     """Validate raw values (from a job file or options) into a :class:`BatchSpec`.
 
     Keys are the job file's: ``url``, ``method``, ``queries``, ``fields``,
     ``headers``, ``pool_size``, ``concurrency``, ``timeout``, ``retries``,
-    ``max_body``, ``ca_file``. Raises ``_Invalid`` naming the key.
+    ``max_body``, ``ca_file``. Raises ``_Invalid`` naming the first bad key.
     """
-    checked: dict[str, Any] = {"url": _url(values.pop("url", None))}
-    for key, item in values.items():
-        if key == "method":
-            if not isinstance(item, str) or item.upper() not in METHODS:
-                raise _Invalid(key, f"{_show(item)} is not one of {', '.join(METHODS)}")
-            checked[key] = item.upper()
-        elif key == "queries":
-            checked[key] = _queries(item)
-        elif key == "fields":
-            checked[key] = _fields(key, item)
-        elif key == "headers":
-            checked[key] = _headers(item)
-        elif key == "pool_size":
-            checked[key] = _int(key, item, minimum=1, maximum=1000)
-        elif key == "concurrency":
-            checked[key] = _int(key, item, minimum=1, maximum=1000)
-        elif key == "retries":
-            checked[key] = _int(key, item, minimum=0, maximum=100)
-        elif key == "timeout":
-            checked[key] = _timeout(item)
-        elif key == "max_body":
-            try:
-                checked[key] = parse_size(item)
-            except ValueError as exc:
-                raise _Invalid(key, str(exc)) from None
-        elif key == "ca_file":
-            if not isinstance(item, str) or not Path(item).is_file():
-                raise _Invalid(key, f"{_show(item)} is not a readable file")
-            checked[key] = item
-        else:  # pragma: no cover - callers only pass known keys
-            raise _Invalid(key, "unknown key")
+    values.setdefault("url", None)
+    checked, errors = _check(_BATCH_CHECKS, values)
+    if errors:
+        raise errors[0]
     return BatchSpec(**checked)
+
+
+def _option_error(exc: _Invalid) -> ConfigError:
+    if exc.key == "queries" or exc.key.startswith("queries["):
+        option = "--query"
+    else:
+        option = "--" + exc.key.split(".")[0].replace("_", "-")
+    return ConfigError(f"{option}: {exc.problem}")
 
 
 def batch_from_options(**values: Any) -> BatchSpec:
@@ -256,87 +317,216 @@ def batch_from_options(**values: Any) -> BatchSpec:
     try:
         return make_batch(**{k: v for k, v in values.items() if v is not None})
     except _Invalid as exc:
-        option = "--" + exc.key.split(".")[0].split("[")[0].replace("_", "-")
-        if exc.key == "queries" or exc.key.startswith("queries["):
-            option = "--query"
-        raise ConfigError(f"{option}: {exc.problem}") from None
+        raise _option_error(exc) from None
+
+
+def job_from_options(name: str, **values: Any) -> JobSpec:
+    """A job defined on the command line (``collector jobs add``); source ``cli``."""
+    if not _JOB_NAME.match(name):
+        raise ConfigError(f"job name {name!r}: {_NAME_RULE}")
+    table = {k: v for k, v in values.items() if v is not None}
+    job, errors = _job_from_table(name, table, source="cli")
+    if errors:
+        raise _option_error(errors[0])
+    assert job is not None
+    return job
 
 
 # -- job files ------------------------------------------------------------------------------
 
-_BATCH_KEYS = frozenset({"url", "method", "queries", "fields", "headers", "pool_size",
-                         "concurrency", "timeout", "retries", "max_body", "ca_file"})
-_JOB_KEYS = _BATCH_KEYS | {"every", "cron", "timezone", "jitter", "enabled"}
+_NAME_RULE = "a job name is 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class JobSet:
+    """Jobs read from files and folders, and every mistake found on the way."""
+
+    jobs: list[JobSpec]
+    errors: list[JobFileError]
+    files: list[Path]
 
 
 def load_job_file(path: str | Path) -> list[JobSpec]:
-    """Parse and validate every job of one TOML job file, in file order."""
+    """Parse and validate every job of one TOML job file; raises its first mistake."""
+    jobs, errors = read_job_file(path)
+    if errors:
+        raise errors[0]
+    return jobs
+
+
+def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
+    """The valid jobs of one file, in file order, and one error per mistake.
+
+    A job's ``source`` is the file's absolute path; messages name the path as given.
+    """
     shown = str(path)
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise JobFileError(shown, "no such file") from None
+        return [], [JobFileError(shown, "no such file")]
+    except IsADirectoryError:
+        return [], [JobFileError(shown, "is a folder, not a job file")]
     except OSError as exc:
-        raise JobFileError(shown, f"cannot be read ({exc.strerror})") from None
+        return [], [JobFileError(shown, f"cannot be read ({exc.strerror})")]
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JobFileError(shown, f"is not valid TOML ({exc})") from None
-    unknown = set(data) - {"jobs"}
+        return [], [JobFileError(shown, f"is not valid TOML ({exc})")]
+    errors: list[JobFileError] = []
+    unknown = sorted(set(data) - {"jobs"})
     if unknown:
-        raise JobFileError(shown, f"unknown top-level key {sorted(unknown)[0]!r} "
-                                  "(jobs go in [jobs.NAME] tables)")
-    jobs = data.get("jobs")
-    if not isinstance(jobs, dict) or not jobs:
-        raise JobFileError(shown, "has no jobs (add a [jobs.NAME] table)")
-    return [_job(shown, name, table) for name, table in jobs.items()]
+        errors.append(JobFileError(shown, f"unknown top-level key {unknown[0]!r} "
+                                          "(jobs go in [jobs.NAME] tables)"))
+    tables = data.get("jobs")
+    if not isinstance(tables, dict) or not tables:
+        errors.append(JobFileError(shown, "has no jobs (add a [jobs.NAME] table)"))
+        return [], errors
+    source = str(Path(path).absolute())
+    jobs: list[JobSpec] = []
+    for name, table in tables.items():
+        if not _JOB_NAME.match(name):
+            errors.append(JobFileError(shown, _NAME_RULE, job=name))
+        elif not isinstance(table, dict):
+            errors.append(JobFileError(shown, f"{_show(table)} is not a table", job=name))
+        else:
+            job, problems = _job_from_table(name, table, source=source)
+            errors += [JobFileError(shown, e.problem, job=name, key=e.key) for e in problems]
+            if job is not None:
+                jobs.append(job)
+    return jobs, errors
 
 
-def _job(path: str, name: str, table: object) -> JobSpec:
-    if not _JOB_NAME.match(name):
-        raise JobFileError(path, "name must be 1-100 letters, digits, '_', '.' or '-'",
-                           job=name)
-    if not isinstance(table, dict):
-        raise JobFileError(path, f"{_show(table)} is not a table", job=name)
-    unknown = sorted(set(table) - _JOB_KEYS)
-    if unknown:
-        raise JobFileError(path, f"unknown key (allowed: {', '.join(sorted(_JOB_KEYS))})",
-                           job=name, key=unknown[0])
+def load_job_paths(paths: Sequence[str | Path]) -> JobSet:
+    """Every job in the given files and folders (``*.toml``, searched recursively).
+
+    Collects every mistake instead of stopping at the first, including a job
+    name defined twice.
+    """
+    files: list[Path] = []
+    errors: list[JobFileError] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.toml") if p.is_file())
+            if not found:
+                errors.append(JobFileError(str(path), "has no *.toml job files"))
+            files += found
+        else:
+            files.append(path)
+    jobs: list[JobSpec] = []
+    seen: dict[str, Path] = {}
+    for file in dict.fromkeys(files):  # each file once, in order
+        found_jobs, found_errors = read_job_file(file)
+        errors += found_errors
+        for job in found_jobs:
+            if job.name in seen:
+                errors.append(JobFileError(str(file), f"is also defined in {seen[job.name]}",
+                                           job=job.name))
+                continue
+            seen[job.name] = file
+            jobs.append(job)
+    return JobSet(jobs=jobs, errors=errors, files=list(dict.fromkeys(files)))
+
+
+def _job_from_table(name: str, table: Mapping[str, Any],
+                    *, source: str) -> tuple[JobSpec | None, list[_Invalid]]:
+    errors = [_Invalid(key, f"unknown key (allowed: {', '.join(sorted(_JOB_KEYS))})")
+              for key in sorted(set(table) - _JOB_KEYS)]
     if "url" not in table:
-        raise JobFileError(path, "is required", job=name, key="url")
-    try:
-        batch = make_batch(**{k: v for k, v in table.items() if k in _BATCH_KEYS})
-        schedule = _schedule(table)
-    except _Invalid as exc:
-        raise JobFileError(path, exc.problem, job=name, key=exc.key) from None
-    return JobSpec(name=name, batch=batch, source=path, **schedule)
-
-
-def _schedule(table: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    if "every" in table and "cron" in table:
-        raise _Invalid("cron", "a job has either every or cron, not both")
-    if "every" in table:
-        try:
-            result["every"] = parse_duration(table["every"])
-        except ValueError as exc:
-            raise _Invalid("every", str(exc)) from None
-    timezone = table.get("timezone", "UTC")
-    if not isinstance(timezone, str) or not _is_timezone(timezone):
-        raise _Invalid("timezone", f"{_show(timezone)} is not a time zone "
-                                   "(use UTC or a name like Europe/Berlin)")
-    result["timezone"] = timezone
+        errors.append(_Invalid("url", "is required"))
+    batch, batch_errors = _check(_BATCH_CHECKS, table)
+    schedule, schedule_errors = _check(_SCHEDULE_CHECKS, table)
+    errors += batch_errors + schedule_errors
     if "cron" in table:
-        result["cron"] = _cron(table["cron"], timezone)
-    if "jitter" in table:
-        try:
-            result["jitter"] = parse_duration(table["jitter"])
-        except ValueError as exc:
-            raise _Invalid("jitter", str(exc)) from None
-    if "enabled" in table:
-        if not isinstance(table["enabled"], bool):
-            raise _Invalid("enabled", f"{_show(table['enabled'])} is not true or false")
-        result["enabled"] = table["enabled"]
-    return result
+        if "every" in table:
+            errors.append(_Invalid("cron", "a job has either every or cron, not both"))
+        else:
+            try:
+                schedule["cron"] = _cron(table["cron"], schedule.get("timezone", "UTC"))
+            except _Invalid as exc:
+                errors.append(exc)
+    if errors:
+        return None, errors
+    return JobSpec(name=name, batch=BatchSpec(**batch), source=source, **schedule), []
+
+
+# -- stored definitions ---------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest of ``1d``, ``5h``, ``5m``, ``30s``, ``250ms`` that is exact."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    milliseconds = seconds * 1000
+    if milliseconds == int(milliseconds):
+        return f"{int(milliseconds)}ms"
+    return f"{seconds:g}s"
+
+
+def job_definition(job: JobSpec) -> dict[str, Any]:
+    """The job as job-file keys with every default filled in: what the ``jobs`` table keeps.
+
+    ``${VAR}`` stays as written. :func:`job_from_definition` reads it back.
+    """
+    batch = job.batch
+    timeout = {"connect": format_duration(batch.timeout.connect),
+               "read": format_duration(batch.timeout.read)}
+    if batch.timeout.total is not None:
+        timeout["total"] = format_duration(batch.timeout.total)
+    definition: dict[str, Any] = {
+        "url": batch.url, "method": batch.method, "queries": [dict(q) for q in batch.queries],
+        "fields": dict(batch.fields), "headers": dict(batch.headers),
+        "pool_size": batch.pool_size, "concurrency": batch.concurrency, "timeout": timeout,
+        "retries": batch.retries, "max_body": batch.max_body,
+    }
+    if batch.ca_file is not None:
+        definition["ca_file"] = batch.ca_file
+    if job.every is not None:
+        definition["every"] = format_duration(job.every)
+    if job.cron is not None:
+        definition["cron"] = job.cron
+    definition["timezone"] = job.timezone
+    if job.jitter is not None:
+        definition["jitter"] = format_duration(job.jitter)
+    definition["enabled"] = job.enabled
+    return definition
+
+
+def job_from_definition(name: str, definition: Mapping[str, Any], *, source: str) -> JobSpec:
+    """The job a stored definition describes, checked again as a job file would be."""
+    job, errors = _job_from_table(name, definition, source=source)
+    if errors:
+        raise ConfigError(f'stored job "{name}": {errors[0]} (fix it with collector jobs apply '
+                          "or remove it)")
+    assert job is not None
+    return job
+
+
+def job_to_toml(job: JobSpec) -> str:
+    """The job as a ``[jobs.NAME]`` table that :func:`load_job_file` reads back."""
+    lines = [f"[jobs.{_toml_key(job.name)}]"]
+    for key, value in job_definition(job).items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    if isinstance(value, list):
+        return "[ " + ", ".join(_toml_value(v) for v in value) + " ]" if value else "[]"
+    raise TypeError(f"no TOML for {value!r}")
 
 
 def _is_timezone(name: str) -> bool:

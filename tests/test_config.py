@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from collector.config import (
     BatchSpec,
+    JobSpec,
     Timeouts,
     batch_from_options,
     expand_environment,
+    format_duration,
+    job_definition,
+    job_from_definition,
+    job_to_toml,
     load_job_file,
+    load_job_paths,
     parse_duration,
     parse_size,
     resolve_database_url,
@@ -126,7 +133,7 @@ def test_each_mistake_names_file_job_and_key(tmp_path: Path, body: str, message:
     ("", "has no jobs"),
     ("[job.a]\nurl = 'http://x/'", "unknown top-level key 'job'"),
     ("[jobs]\na = 1", 'job "a": 1 is not a table'),
-    ("[jobs.'bad name']\nurl = 'http://x/'", 'job "bad name": name must be'),
+    ("[jobs.'bad name']\nurl = 'http://x/'", 'job "bad name": a job name is 1-100'),
 ])
 def test_file_level_mistakes(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
@@ -210,3 +217,81 @@ def test_database_url_precedence(tmp_path: Path) -> None:
         f"sqlite:///{tmp_path}/collector/collector.db")
     assert resolve_database_url("rel/c.db", {}) == f"sqlite:///{Path.cwd()}/rel/c.db"
     assert resolve_database_url("postgres://u@h/db", {}) == "postgresql+psycopg://u@h/db"
+
+
+def test_every_mistake_is_listed_not_just_the_first(tmp_path: Path) -> None:
+    write(tmp_path, """
+[jobs.a]
+url = "ftp://x/"
+every = "soon"
+pool_size = 0
+colour = "red"
+
+[jobs.b]
+url = "http://x/"
+""", "one.toml")
+    write(tmp_path, "[jobs.c]\nurl = 'http://y/'\n[jobs.b]\nurl = 'http://z/'\n", "two.toml")
+    write(tmp_path, "not toml at all", "three.toml")
+    found = load_job_paths([tmp_path, tmp_path / "missing.toml"])
+    # tomllib's own wording differs between Python versions
+    messages = [re.sub(r"is not valid TOML \(.*\)$", "is not valid TOML (...)", str(e))
+                for e in found.errors]
+    one, two, three = (str(tmp_path / n) for n in ("one.toml", "two.toml", "three.toml"))
+    assert messages == [
+        f'{one}: job "a": colour: unknown key (allowed: ca_file, concurrency, cron, enabled, '
+        "every, fields, headers, jitter, max_body, method, pool_size, queries, retries, "
+        "timeout, timezone, url)",
+        f'{one}: job "a": url: "ftp://x/" is not an http:// or https:// URL with a host',
+        f'{one}: job "a": pool_size: 0 must be between 1 and 1000',
+        f'{one}: job "a": every: "soon" is not a duration (use 30s, 5m, 1h)',
+        f"{three}: is not valid TOML (...)",
+        f'{two}: job "b": is also defined in {one}',
+        f"{tmp_path / 'missing.toml'}: no such file",
+    ]
+    assert [job.name for job in found.jobs] == ["b", "c"]
+    assert found.jobs[0].source == one
+
+
+def test_a_folder_without_job_files(tmp_path: Path) -> None:
+    assert [str(e) for e in load_job_paths([tmp_path]).errors] == [
+        f"{tmp_path}: has no *.toml job files"]
+
+
+@pytest.mark.parametrize("seconds", [0.25, 1, 30, 90, 300, 3600, 5400, 86400, 1.5])
+def test_format_duration_reads_back(seconds: float) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_definitions_and_toml_read_back_the_same_job(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[jobs."odd.name"]
+url = "https://example.test/s?x=1"
+method = "POST"
+cron = "0 9 * * mon-fri"
+timezone = "Europe/Berlin"
+jitter = "1500ms"
+queries = [ { q = "a \\"quoted\\" one" }, { "two words" = "x" } ]
+fields = { v = "1.0" }
+headers = { Authorization = "Bearer ${TOKEN}" }
+timeout = { connect = "2s", read = "90s", total = "2m" }
+max_body = 2048
+enabled = false
+""")
+    (job,) = load_job_file(path)
+    definition = job_definition(job)
+    assert definition["headers"] == {"Authorization": "Bearer ${TOKEN}"}
+    assert definition["timeout"] == {"connect": "2s", "read": "90s", "total": "2m"}
+    assert job_from_definition(job.name, definition, source=job.source) == job
+    again = write(tmp_path, job_to_toml(job), "again.toml")
+    (reread,) = load_job_file(again)
+    assert reread == JobSpec(**{**job.__dict__, "source": str(again)})
+
+
+def test_defaults_are_explicit_in_a_definition() -> None:
+    job = JobSpec(name="j", batch=BatchSpec(url="http://x/"), every=60)
+    assert job_definition(job) == {
+        "url": "http://x/", "method": "GET", "queries": [], "fields": {}, "headers": {},
+        "pool_size": 1, "concurrency": 1, "timeout": {"connect": "10s", "read": "10s"},
+        "retries": 0, "max_body": 10 * 1024 * 1024, "every": "1m", "timezone": "UTC",
+        "enabled": True,
+    }
