@@ -463,6 +463,19 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def describe_schedule(job: JobSpec) -> str | None:
+    """``every 5m`` or ``cron 0 9 * * mon-fri`` (with the time zone when not UTC)."""
+    if job.every is not None:
+        text = f"every {format_duration(job.every)}"
+    elif job.cron is not None:
+        text = f"cron {job.cron}"
+    else:
+        return None
+    if job.timezone != "UTC" and job.cron is not None:
+        text += f" ({job.timezone})"
+    return text
+
+
 def job_definition(job: JobSpec) -> dict[str, Any]:
     """The job as job-file keys with every default filled in: what the ``jobs`` table keeps.
 

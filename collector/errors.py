@@ -6,7 +6,8 @@ codes in one place (``collector.cli``)::
 
     CollectorError
     ├── ConfigError            bad input: job file, option, URL, setting (exit 2)
-    │   └── JobFileError       a mistake in a job file, with .path/.job/.key
+    │   ├── JobFileError       a mistake in a job file, with .path/.job/.key
+    │   └── UnknownJob         no stored job has that name, with .name
     └── StoreError             the database could not be used (exit 1)
         ├── DatabaseUnavailable    cannot connect or a statement failed
         └── SchemaMismatch         schema older/newer than this collector
@@ -50,6 +51,18 @@ class JobFileError(ConfigError):
         if key is not None:
             where.append(key)
         super().__init__(": ".join([*where, problem]))
+
+
+class UnknownJob(ConfigError):
+    """No stored job has this name; the message suggests close names."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        import difflib
+
+        self.name = name
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        super().__init__(f'no job named "{name}"{hint}; collector jobs list shows them')
 
 
 class StoreError(CollectorError):

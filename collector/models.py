@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -110,4 +111,17 @@ requests = Table(
     Column("error_kind", String(20)),
     Column("error", Text),
     UniqueConstraint("batch_id", "position"),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("definition", JSON, nullable=False,
+           comment="the validated job: job-file keys, defaults filled in, ${VAR} kept"),
+    Column("schedule", Text, comment="every 5m, or cron */5 * * * * (TZ); NULL: manual only"),
+    Column("enabled", Boolean, nullable=False),
+    Column("source", Text, nullable=False, comment="the job file's absolute path, or cli"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -20,19 +20,32 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch
-from collector.models import batches, requests
+from collector.config import JobSpec, describe_schedule, job_definition, job_from_definition
+from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch, UnknownJob
+from collector.models import batches, jobs, requests
 from collector.results import BatchResult
 
 if TYPE_CHECKING:
@@ -66,6 +79,24 @@ class DatabaseInfo:
         return "needs `collector db upgrade`"
 
 
+@dataclass(frozen=True, kw_only=True)
+class StoredJob:
+    """A row of the ``jobs`` table, its definition read back into a :class:`JobSpec`."""
+
+    job: JobSpec
+    schedule: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def source(self) -> str:
+        return self.job.source
+
+
 class Store:
     """One database: save batches, read its state, upgrade its schema.
 
@@ -87,7 +118,7 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _connect(self, *, write: bool = False) -> Iterator[Connection]:
+    def connect(self, *, write: bool = False) -> Iterator[Connection]:
         """A connection (in a transaction when ``write``); database errors become StoreError."""
         try:
             with self.engine.connect() as conn:
@@ -105,7 +136,7 @@ class Store:
         """The schema revision the database is at, or None when it has none."""
         from alembic.runtime.migration import MigrationContext
 
-        with self._connect() as conn:
+        with self.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def upgrade(self) -> tuple[str | None, str]:
@@ -117,7 +148,7 @@ class Store:
         head = _head()
         if before is not None and before not in _known_revisions():
             raise _too_new(self.url, before, head)
-        with _MIGRATING, self._connect(write=True) as conn:
+        with _MIGRATING, self.connect(write=True) as conn:
             config = _alembic_config()
             config.attributes["connection"] = conn
             try:
@@ -133,7 +164,7 @@ class Store:
         if current == head:
             return
         if current is None:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 existing = set(inspect(conn).get_table_names()) & {"batches", "requests"}
             if existing:
                 raise SchemaMismatch(self.url, None, head,
@@ -156,8 +187,8 @@ class Store:
         revision = self.revision()
         counts: dict[str, int] = {}
         if revision is not None:
-            with self._connect() as conn:
-                for table in (batches, requests):
+            with self.connect() as conn:
+                for table in (jobs, batches, requests):
                     counts[table.name] = conn.execute(
                         select(func.count()).select_from(table)).scalar_one()
         return DatabaseInfo(url=self.url, dialect=self.engine.dialect.name, revision=revision,
@@ -179,7 +210,7 @@ class Store:
             "requests_failed": result.requests_failed,
             "worker": worker or default_worker(),
         }
-        with self._connect(write=True) as conn:
+        with self.connect(write=True) as conn:
             batch_id: int = conn.execute(
                 insert(batches).values(row).returning(batches.c.id)).scalar_one()
             if result.requests:
@@ -187,6 +218,80 @@ class Store:
                     {**dataclasses.asdict(r), "batch_id": batch_id} for r in result.requests
                 ])
         return batch_id
+
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def jobs(self) -> list[StoredJob]:
+        """Every stored job, by name."""
+        with self.connect() as conn:
+            rows = conn.execute(select(jobs).order_by(jobs.c.name)).all()
+        return [_stored_job(row) for row in rows]
+
+    def job(self, name: str) -> StoredJob:
+        """The stored job called ``name``; raises UnknownJob naming close matches."""
+        with self.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.name == name)).one_or_none()
+            if row is None:
+                known = list(conn.execute(select(jobs.c.name)).scalars())
+                raise UnknownJob(name, known)
+        return _stored_job(row)
+
+    def save_jobs(self, *, create: Sequence[JobSpec] = (), update: Sequence[JobSpec] = (),
+                  remove: Sequence[str] = ()) -> None:
+        """Insert, replace and delete jobs in one transaction. Batches are never touched."""
+        now = datetime.now(UTC)
+        with self.connect(write=True) as conn:
+            if create:
+                conn.execute(insert(jobs), [{**_job_row(job), "created_at": now,
+                                             "updated_at": now} for job in create])
+            for job in update:
+                conn.execute(_update_job(job.name, {**_job_row(job), "updated_at": now}))
+            if remove:
+                conn.execute(delete(jobs).where(jobs.c.name.in_(remove)))
+
+    def add_job(self, job: JobSpec) -> None:
+        """Store a new job; a job of that name must not exist."""
+        with self.connect() as conn:
+            existing = conn.execute(select(jobs.c.source).where(jobs.c.name == job.name))
+            source = existing.scalar_one_or_none()
+        if source is not None:
+            raise ConfigError(f'a job named "{job.name}" exists already (from {source}); '
+                              "remove it first or choose another name")
+        self.save_jobs(create=[job])
+
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a job; returns whether it changed."""
+        current = self.job(name)
+        if current.job.enabled == enabled:
+            return False
+        with self.connect(write=True) as conn:
+            conn.execute(_update_job(name, {"enabled": enabled,
+                                            "updated_at": datetime.now(UTC)}))
+        return True
+
+    def remove_job(self, name: str) -> None:
+        """Delete a job; its batches stay."""
+        self.job(name)  # raises UnknownJob
+        self.save_jobs(remove=[name])
+
+
+def _job_row(job: JobSpec) -> dict[str, Any]:
+    definition = job_definition(job)
+    enabled = definition.pop("enabled")  # a column of its own
+    return {"name": job.name, "definition": definition, "schedule": describe_schedule(job),
+            "enabled": enabled, "source": job.source}
+
+
+def _update_job(name: str, values: dict[str, Any]) -> Any:
+    return update(jobs).where(jobs.c.name == name).values(values)
+
+
+def _stored_job(row: Row[Any]) -> StoredJob:
+    job = job_from_definition(row.name, {**row.definition, "enabled": row.enabled},
+                              source=row.source)
+    return StoredJob(job=job, schedule=row.schedule, created_at=row.created_at,
+                     updated_at=row.updated_at)
 
 
 def default_worker() -> str:

@@ -274,13 +274,13 @@ def test_the_installed_console_script(tmp_path: Path, server: LocalServer) -> No
     assert version.returncode == 0 and version.stdout.startswith("collector ")
 
 
-REVISION_0002 = '''
+NEXT_REVISION = '''
 """a later revision, as a future collector would ship it"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "next"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -301,18 +301,19 @@ def test_an_older_schema_asks_for_db_upgrade(db_url: str, tmp_path: Path,
     newer = tmp_path / "migrations"
     shutil.copytree(Path(collector.__file__).parent / "migrations", newer,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_note.py").write_text(REVISION_0002)
+    head = _head()
+    (newer / "versions" / "next_note.py").write_text(NEXT_REVISION.format(head=head))
     monkeypatch.setattr(collector.store, "MIGRATIONS", str(newer))  # a newer collector
 
     code, out, err = invoke("run-once", "--url", server.url("/search"), "--db", db_url)
     assert code == 1 and out == "" and server.seen == []
-    assert_one_line_error(err, "is at schema revision 0001, this collector needs 0002: "
+    assert_one_line_error(err, f"is at schema revision {head}, this collector needs next: "
                                "run `collector db upgrade`")
     code, out, _ = invoke("db", "info", "--db", db_url)
-    assert code == 0 and "revision: 0001 (newest 0002: needs `collector db upgrade`)" in out
+    assert code == 0 and f"revision: {head} (newest next: needs `collector db upgrade`)" in out
 
     code, out, _ = invoke("db", "upgrade", "--db", db_url)
-    assert code == 0 and "upgraded from revision 0001 to 0002" in out
+    assert code == 0 and f"upgraded from revision {head} to next" in out
     assert invoke("run-once", "--url", server.url("/search"), "--db", db_url)[0] == 0
     assert len(stored(db_url)[0]) == 2  # the data was kept
     with open_store(db_url) as store:

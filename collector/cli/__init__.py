@@ -56,10 +56,11 @@ def _root(
 
 
 def _register() -> None:
-    from collector.cli import db, run
+    from collector.cli import db, jobs, run
 
     app.command("run-once")(run.run_once)
     app.command("demo")(run.demo)
+    app.add_typer(jobs.app, name="jobs")
     app.add_typer(db.app, name="db")
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from collector.results import BatchResult
 
@@ -46,3 +51,48 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
         f"{result.requests_failed} failed, in {elapsed:.0f} ms",
     ]
     return "\n".join(lines)
+
+
+def records(rows: Sequence[Mapping[str, Any]], fmt: str, *,
+            columns: Sequence[str] | None = None, right: frozenset[str] = frozenset()) -> str:
+    """Rows as an aligned table, a JSON list or CSV with a header line.
+
+    ``columns`` picks and orders what the table shows; JSON and CSV get every key.
+    """
+    if fmt == "json":
+        return json.dumps([dict(r) for r in rows], indent=2, default=_json_value)
+    keys = list(rows[0]) if rows else list(columns or [])
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _exact(r[k]) for k in keys} for r in rows)
+        return out.getvalue().rstrip("\n")
+    shown = list(columns or keys)
+    if not rows:
+        return "(none)"
+    body = [[_cell(r[c]) for c in shown] for r in rows]
+    return "\n".join(table(shown, body, right=frozenset(i for i, c in enumerate(shown)
+                                                        if c in right)))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _exact(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{value!r} is not JSON")

@@ -6,11 +6,23 @@ import json
 import os
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qsl
 
 import typer
 
-from collector.cli.options import DbOption
+from collector.cli.options import (
+    CaFileOption,
+    ConcurrencyOption,
+    DbOption,
+    HeaderOption,
+    MethodOption,
+    PoolSizeOption,
+    QueryOption,
+    RetriesOption,
+    TimeoutOption,
+    UrlOption,
+    parse_headers,
+    parse_query,
+)
 from collector.cli.render import batch_table
 from collector.config import (
     DEFAULT_TIMEOUT,
@@ -28,30 +40,11 @@ EXIT_REQUEST_FAILED = 3
 
 JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print one JSON object instead of a table.")]
-_File = Annotated[str | None, typer.Argument(
-    metavar="[FILE.toml]", show_default=False,
-    help="A job file to run a job from (instead of --url).")]
+_Target = Annotated[str | None, typer.Argument(
+    metavar="[FILE.toml | JOB]", show_default=False,
+    help="A job file, or the name of a stored job (instead of --url).")]
 _Job = Annotated[str | None, typer.Option(
     metavar="NAME", help="The job to run when FILE.toml holds more than one.")]
-_Url = Annotated[str | None, typer.Option(
-    metavar="URL", help="The http:// or https:// URL every query is sent to.")]
-_Query = Annotated[list[str] | None, typer.Option(
-    "--query", "-q", metavar="QUERY",
-    help="One request's fields, form-encoded: 'q=python&v=1.0'. Repeat for each request.")]
-_Method = Annotated[str, typer.Option(
-    metavar="METHOD", help="GET, HEAD or POST (fields as a form body).")]
-_PoolSize = Annotated[int, typer.Option(
-    metavar="N", help="Connections the batch's one pool may hold (urllib3 maxsize).")]
-_Concurrency = Annotated[int, typer.Option(
-    metavar="N", help="Threads sending requests through the one pool.")]
-_Timeout = Annotated[float, typer.Option(
-    metavar="SECONDS", help="Connect and read timeout, each.")]
-_Retries = Annotated[int, typer.Option(
-    metavar="N", help="Retries after a connection or read error (statuses are never retried).")]
-_Header = Annotated[list[str] | None, typer.Option(
-    "--header", "-H", metavar="'NAME: VALUE'", help="A request header. Repeatable.")]
-_CaFile = Annotated[str | None, typer.Option(
-    metavar="PEM", help="CA certificates to trust for https://, instead of the system's.")]
 _Name = Annotated[str, typer.Option(
     metavar="NAME", help="The job name a --url batch is stored under.")]
 _NoStore = Annotated[bool, typer.Option(
@@ -61,17 +54,17 @@ _FailOnError = Annotated[bool, typer.Option(
 
 
 def run_once(
-    target: _File = None,
+    target: _Target = None,
     job: _Job = None,
-    url: _Url = None,
-    query: _Query = None,
-    method: _Method = "GET",
-    pool_size: _PoolSize = 1,
-    concurrency: _Concurrency = 1,
-    timeout: _Timeout = DEFAULT_TIMEOUT,
-    retries: _Retries = 0,
-    header: _Header = None,
-    ca_file: _CaFile = None,
+    url: UrlOption = None,
+    query: QueryOption = None,
+    method: MethodOption = "GET",
+    pool_size: PoolSizeOption = 1,
+    concurrency: ConcurrencyOption = 1,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    retries: RetriesOption = 0,
+    header: HeaderOption = None,
+    ca_file: CaFileOption = None,
     name: _Name = "run-once",
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -80,10 +73,12 @@ def run_once(
 ) -> None:
     """Run one batch now through one connection pool, store it and print it.
 
-    Either a job file (FILE.toml [--job NAME]) or --url with --query options:
+    A job file (FILE.toml [--job NAME]), a stored job's name, or --url with
+    --query options:
 
     \b
       collector run-once jobs/search.toml
+      collector run-once search
       collector run-once --url http://127.0.0.1:8080/search \\
           -q 'q=python&v=1.0' -q 'q=php&v=1.0'
     """
@@ -92,17 +87,22 @@ def run_once(
             ("--url", url), ("--query", query), ("--header", header), ("--ca-file", ca_file),
         ) if value]
         if given:
-            raise ConfigError(f"{given[0]} cannot be combined with a job file; "
-                              "put it in the file instead")
-        name, spec = _job_from_file(target, job)
+            raise ConfigError(f"{given[0]} cannot be combined with a job; "
+                              "put it in the job's definition instead")
+        if Path(target).is_file() or target.endswith(".toml"):
+            name, spec = _job_from_file(target, job)
+        elif job is not None:
+            raise ConfigError("--job needs a job file")
+        else:
+            name, spec = _stored_job(target, db)
     elif url is None:
         raise ConfigError("give a job file or --url (see collector run-once --help)")
     else:
         if job is not None:
             raise ConfigError("--job needs a job file")
         spec = batch_from_options(
-            url=url, method=method, queries=[_parse_query(q) for q in query or []],
-            headers=_parse_headers(header or []), pool_size=pool_size, concurrency=concurrency,
+            url=url, method=method, queries=[parse_query(q) for q in query or []],
+            headers=parse_headers(header or []), pool_size=pool_size, concurrency=concurrency,
             timeout=timeout, retries=retries, ca_file=ca_file,
         )
     _run_and_report(spec, job_name=name, db=db, no_store=no_store, as_json=as_json,
@@ -123,6 +123,14 @@ def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
                         as_json=as_json, fail_on_error=False)
 
 
+def _stored_job(name: str, db: str | None) -> tuple[str, BatchSpec]:
+    from collector.store import open_store
+
+    with open_store(resolve_database_url(db)) as store:
+        job = store.job(name).job
+    return job.name, expand_environment(job.batch, os.environ, where=f'job "{job.name}"')
+
+
 def _job_from_file(target: str, job: str | None) -> tuple[str, BatchSpec]:
     if not Path(target).is_file():
         raise ConfigError(f"{target}: no such job file")
@@ -130,25 +138,6 @@ def _job_from_file(target: str, job: str | None) -> tuple[str, BatchSpec]:
     chosen = select_job(target, jobs, job)
     where = f'{target}: job "{chosen.name}"'
     return chosen.name, expand_environment(chosen.batch, os.environ, where=where)
-
-
-def _parse_query(text: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
-    except ValueError:
-        raise ConfigError(f"--query: {text!r} is not name=value pairs joined by & "
-                          "(like 'q=python&v=1.0')") from None
-    return dict(pairs)
-
-
-def _parse_headers(lines: list[str]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            raise ConfigError(f"--header: {line!r} is not 'Name: value'")
-        headers[name.strip()] = value.strip()
-    return headers
 
 
 def _run_and_report(spec: BatchSpec, *, job_name: str, db: str | None, no_store: bool,

@@ -1,0 +1,198 @@
+"""``collector jobs``: job files checked and applied, jobs listed, added, switched, removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from collector.cli.options import (
+    CaFileOption,
+    ConcurrencyOption,
+    DbOption,
+    Format,
+    FormatOption,
+    HeaderOption,
+    MethodOption,
+    PoolSizeOption,
+    QueryOption,
+    RetriesOption,
+    UrlOption,
+    parse_headers,
+    parse_query,
+)
+from collector.cli.render import records
+from collector.config import job_from_options, job_to_toml, resolve_database_url
+from collector.errors import ConfigError
+from collector.jobs import Action, JobFilesInvalid, apply_jobs, read_jobs
+
+if TYPE_CHECKING:
+    from collector.store import Store
+
+app = typer.Typer(help="Manage jobs: from job files (validate, apply) or one by one.",
+                  no_args_is_help=True)
+
+_Paths = Annotated[list[Path], typer.Argument(
+    metavar="PATH...", help="Job files, or folders searched for *.toml files.")]
+_Name = Annotated[str, typer.Argument(metavar="NAME", help="The job's name.")]
+
+
+def _open(db: str | None) -> Store:
+    from collector.store import open_store
+
+    return open_store(resolve_database_url(db))
+
+
+def _shown(source: str) -> str:
+    """A job's source relative to the current folder when it is below it."""
+    if source == "cli":
+        return source
+    try:
+        return str(Path(source).relative_to(Path.cwd()))
+    except ValueError:
+        return source
+
+
+def _report_mistakes(exc: JobFilesInvalid) -> None:
+    for error in exc.errors:
+        typer.echo(f"collector: error: {error}", err=True)
+
+
+@app.command()
+def validate(paths: _Paths) -> None:
+    """Check job files without touching the database; exit 2 listing every mistake."""
+    try:
+        found = read_jobs(paths)
+    except JobFilesInvalid as exc:
+        _report_mistakes(exc)
+        raise
+    files = len(found.files)
+    typer.echo(f"{len(found.jobs)} job{'s' * (len(found.jobs) != 1)} in {files} "
+               f"file{'s' * (files != 1)}: all valid")
+
+
+@app.command()
+def apply(
+    paths: _Paths,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would change and change nothing.")] = False,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Remove jobs that came from these paths and are no longer in them.")]
+        = False,
+    db: DbOption = None,
+) -> None:
+    """Create or update jobs from job files (the files are the source of truth)."""
+    with _open(db) as store:
+        try:
+            plan = apply_jobs(store, paths, prune=prune, dry_run=dry_run)
+        except JobFilesInvalid as exc:
+            _report_mistakes(exc)
+            raise
+    verbs: dict[Action, str] = {"create": "created", "update": "updated",
+                                "unchanged": "unchanged", "remove": "removed"}
+    if dry_run:
+        verbs = {"create": "would create", "update": "would update",
+                 "unchanged": "unchanged", "remove": "would remove"}
+    for change in plan.changes:
+        detail = f": {change.detail}" if change.detail else ""
+        typer.echo(f"{verbs[change.action]:<13} {change.name} ({_shown(change.source)}){detail}")
+    summary = ", ".join(f"{plan.count(a)} {verbs[a]}" for a in verbs if plan.count(a))
+    typer.echo(f"{summary or 'no jobs'}{' (dry run: nothing was changed)' if dry_run else ''}")
+
+
+@app.command("list")
+def list_(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
+    """List the stored jobs: schedule, enabled, target, where each came from."""
+    with _open(db) as store:
+        stored = store.jobs()
+    rows = [{"name": s.name, "enabled": s.job.enabled, "schedule": s.schedule,
+             "url": s.job.batch.url, "queries": len(s.job.batch.queries) or 1,
+             "source": s.source if fmt != "table" else _shown(s.source),
+             "created_at": s.created_at, "updated_at": s.updated_at} for s in stored]
+    typer.echo(records(rows, fmt, columns=["name", "enabled", "schedule", "queries", "url",
+                                           "source"], right=frozenset({"queries"})))
+
+
+@app.command()
+def show(name: _Name, db: DbOption = None) -> None:
+    """Print a stored job as a job file table (save it to a .toml file to edit it)."""
+    with _open(db) as store:
+        stored = store.job(name)
+    typer.echo(f"# source: {_shown(stored.source)}; created {stored.created_at:%Y-%m-%d %H:%M:%S}"
+               f" UTC, updated {stored.updated_at:%Y-%m-%d %H:%M:%S} UTC")
+    typer.echo(job_to_toml(stored.job), nl=False)
+
+
+@app.command()
+def add(
+    name: _Name,
+    url: UrlOption = None,
+    query: QueryOption = None,
+    every: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="Run every 30s, 5m, 1h ...")] = None,
+    cron: Annotated[str | None, typer.Option(
+        metavar="'M H DOM MON DOW'", help="Run on a crontab schedule, e.g. '*/5 * * * *'.")]
+        = None,
+    timezone: Annotated[str, typer.Option(
+        metavar="ZONE", help="The time zone of a cron schedule.")] = "UTC",
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", metavar="NAME=VALUE", help="A field sent with every query. Repeatable.")]
+        = None,
+    method: MethodOption = "GET",
+    pool_size: PoolSizeOption = 1,
+    concurrency: ConcurrencyOption = 1,
+    timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="Connect and read timeout, each.")] = "10s",
+    retries: RetriesOption = 0,
+    header: HeaderOption = None,
+    ca_file: CaFileOption = None,
+    max_body: Annotated[str | None, typer.Option(
+        metavar="SIZE", help="The largest body to read, e.g. 10MB (default 10 MiB).")] = None,
+    disabled: Annotated[bool, typer.Option(
+        "--disabled", help="Store the job without scheduling it.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Add a job without a job file (its source is "cli")."""
+    if url is None:
+        raise ConfigError("--url is required")
+    if (every is None) == (cron is None):
+        raise ConfigError("give the schedule with --every or --cron (one of them)")
+    fields: dict[str, str] = {}
+    for item in field or []:
+        fields.update(parse_query(item))
+    job = job_from_options(
+        name, url=url, queries=[parse_query(q) for q in query or []], every=every, cron=cron,
+        timezone=timezone, fields=fields, method=method, pool_size=pool_size,
+        concurrency=concurrency, timeout=timeout, retries=retries,
+        headers=parse_headers(header or []), ca_file=ca_file, max_body=max_body,
+        enabled=not disabled,
+    )
+    with _open(db) as store:
+        store.add_job(job)
+    typer.echo(f"added {job.name}")
+
+
+@app.command()
+def enable(name: _Name, db: DbOption = None) -> None:
+    """Enable a job, so the daemon runs it on its schedule."""
+    with _open(db) as store:
+        changed = store.set_enabled(name, True)
+    typer.echo(f"{'enabled' if changed else 'already enabled:'} {name}")
+
+
+@app.command()
+def disable(name: _Name, db: DbOption = None) -> None:
+    """Disable a job: kept, and runnable with run-once, but not scheduled."""
+    with _open(db) as store:
+        changed = store.set_enabled(name, False)
+    typer.echo(f"{'disabled' if changed else 'already disabled:'} {name}")
+
+
+@app.command()
+def remove(name: _Name, db: DbOption = None) -> None:
+    """Remove a job. Its batches stay in the database."""
+    with _open(db) as store:
+        store.remove_job(name)
+    typer.echo(f"removed {name} (its batches are kept)")
+

@@ -1,0 +1,111 @@
+"""Job files applied to the ``jobs`` table: what would change, and making it so.
+
+The files are the source of truth for the jobs that came from them: ``apply``
+creates and updates those jobs (``enabled`` included) and, with ``prune``,
+removes the ones that left the files. Jobs added on the command line (source
+``cli``) are never pruned. Removing a job never removes its batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from collector.config import JobSet, JobSpec, job_definition, load_job_paths
+from collector.errors import ConfigError, JobFileError
+from collector.store import Store, StoredJob
+
+Action = Literal["create", "update", "unchanged", "remove"]
+
+
+class JobFilesInvalid(ConfigError):
+    """Job files with mistakes; ``.errors`` has one :class:`JobFileError` per mistake."""
+
+    def __init__(self, errors: list[JobFileError]) -> None:
+        self.errors = errors
+        count = len(errors)
+        super().__init__(f"{count} mistake{'s' * (count != 1)} in job files")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a plan: what happens to one job, and why."""
+
+    action: Action
+    name: str
+    source: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    changes: list[Change]
+    create: list[JobSpec] = field(default_factory=list)
+    update: list[JobSpec] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+
+    def count(self, action: Action) -> int:
+        return sum(change.action == action for change in self.changes)
+
+
+def read_jobs(paths: Sequence[str | Path]) -> JobSet:
+    """Every job in the files and folders; raises JobFilesInvalid listing every mistake."""
+    found = load_job_paths(paths)
+    if found.errors:
+        raise JobFilesInvalid(found.errors)
+    return found
+
+
+def plan_apply(stored: Sequence[StoredJob], found: JobSet, paths: Sequence[str | Path], *,
+               prune: bool) -> ApplyPlan:
+    """Compare the files' jobs with the stored ones."""
+    by_name = {s.name: s for s in stored}
+    plan = ApplyPlan(changes=[])
+    for job in found.jobs:
+        old = by_name.get(job.name)
+        if old is None:
+            plan.create.append(job)
+            plan.changes.append(Change("create", job.name, job.source))
+            continue
+        differences = _differences(old.job, job)
+        if differences:
+            plan.update.append(job)
+            plan.changes.append(Change("update", job.name, job.source, ", ".join(differences)))
+        else:
+            plan.changes.append(Change("unchanged", job.name, job.source))
+    if prune:
+        in_files = {job.name for job in found.jobs}
+        for old in stored:
+            if old.name not in in_files and _came_from(old.source, found.files, paths):
+                plan.remove.append(old.name)
+                plan.changes.append(Change("remove", old.name, old.source,
+                                           "no longer in its job file"))
+    return plan
+
+
+def apply_jobs(store: Store, paths: Sequence[str | Path], *, prune: bool = False,
+               dry_run: bool = False) -> ApplyPlan:
+    """Create, update (and with ``prune`` remove) stored jobs to match the files."""
+    plan = plan_apply(store.jobs(), read_jobs(paths), paths, prune=prune)
+    if not dry_run:
+        store.save_jobs(create=plan.create, update=plan.update, remove=plan.remove)
+    return plan
+
+
+def _differences(old: JobSpec, new: JobSpec) -> list[str]:
+    before, after = job_definition(old), job_definition(new)
+    changed = [key for key in dict.fromkeys([*before, *after]) if before.get(key) != after.get(key)]
+    if old.source != new.source:
+        changed.append(f"source (was {old.source})")
+    return changed
+
+
+def _came_from(source: str, files: Sequence[Path], paths: Sequence[str | Path]) -> bool:
+    if source == "cli":
+        return False
+    path = Path(source)
+    if path in {f.absolute() for f in files}:
+        return True
+    return any(path.is_relative_to(Path(p).absolute()) for p in paths if Path(p).is_dir())
