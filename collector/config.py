@@ -132,7 +132,8 @@ def parse_size(value: object) -> int:
 
 
 def _show(value: object) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    """A value for a one-line message: strings quoted, line breaks escaped."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
 def _url(value: object) -> str:

@@ -47,9 +47,9 @@ class JobFileError(ConfigError):
         self.problem = problem
         where = [path]
         if job is not None:
-            where.append(f'job "{job}"')
+            where.append(f"job {_quoted(job)}")
         if key is not None:
-            where.append(key)
+            where.append(key if key.isprintable() else _quoted(key))
         super().__init__(": ".join([*where, problem]))
 
 
@@ -63,6 +63,13 @@ class UnknownJob(ConfigError):
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         super().__init__(f'no job named "{name}"{hint}; collector jobs list shows them')
+
+
+def _quoted(text: str) -> str:
+    """``"text"``, with line breaks and other unprintables escaped so a message stays one line."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
 
 
 class StoreError(CollectorError):

@@ -168,7 +168,7 @@ headers = {{ Authorization = "Bearer ${{SEARCH_TOKEN}}" }}
     (["--url", "http://127.0.0.1:1/", "--job", "x"], "--job needs a job file"),
     ([], "give a job file or --url"),
     (["missing.toml"], "missing.toml: no such job file"),
-    (["jobs/search.toml", "--url", "http://x/"], "--url cannot be combined with a job file"),
+    (["jobs/search.toml", "--url", "http://x/"], "--url cannot be combined with a job;"),
     (["--url", "http://127.0.0.1:1/", "--db", "nonsense://x"], "unknown database type"),
 ])
 def test_usage_errors_exit_2_with_one_line(args: list[str], fragment: str,

@@ -58,7 +58,7 @@ def test_save_batch_writes_every_request(db_url: str, result: BatchResult) -> No
 def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
     with open_store(db_url) as store:
         ids = [store.save_batch(result, job_name="search") for _ in range(3)]
-        assert store.info().row_counts == {"batches": 3, "requests": 9}
+        assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9}
     assert ids == sorted(ids) and len(set(ids)) == 3
 
 
@@ -78,7 +78,7 @@ def test_deleting_a_batch_deletes_its_requests(db_url: str, result: BatchResult)
         batch_id = store.save_batch(result, job_name="search")
         with store.engine.begin() as conn:
             conn.execute(delete(batches).where(batches.c.id == batch_id))
-        assert store.info().row_counts == {"batches": 0, "requests": 0}
+        assert store.info().row_counts == {"jobs": 0, "batches": 0, "requests": 0}
 
 
 def test_times_are_utc_whatever_the_offset(db_url: str, result: BatchResult) -> None:
