@@ -20,6 +20,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -116,6 +117,23 @@ def parse_duration(value: object) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{_show(value)} must be > 0")
     return seconds
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """A point in time from ``24h``/``7d`` (that long before ``now``) or an ISO date or time.
+
+    A date or time without an offset is UTC. Raises ConfigError naming ``--since``.
+    """
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"--since: {_show(value)} is neither a duration nor a date "
+                          "(use 24h, 7d, 2026-11-01 or 2026-11-01T12:00)") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def parse_size(value: object) -> int:

@@ -7,7 +7,8 @@ codes in one place (``collector.cli``)::
     CollectorError
     ├── ConfigError            bad input: job file, option, URL, setting (exit 2)
     │   ├── JobFileError       a mistake in a job file, with .path/.job/.key
-    │   └── UnknownJob         no stored job has that name, with .name
+    │   ├── UnknownJob         no stored job has that name, with .name
+    │   └── UnknownBatch       no stored batch has that id, with .batch_id
     └── StoreError             the database could not be used (exit 1)
         ├── DatabaseUnavailable    cannot connect or a statement failed
         └── SchemaMismatch         schema older/newer than this collector
@@ -70,6 +71,14 @@ def _quoted(text: str) -> str:
     import json
 
     return json.dumps(text, ensure_ascii=False)
+
+
+class UnknownBatch(ConfigError):
+    """No stored batch has this id."""
+
+    def __init__(self, batch_id: int) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"no batch {batch_id}; collector batches lists them")
 
 
 class StoreError(CollectorError):

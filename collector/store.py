@@ -44,9 +44,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from collector.config import JobSpec, describe_schedule, job_definition, job_from_definition
-from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch, UnknownJob
+from collector.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    SchemaMismatch,
+    UnknownBatch,
+    UnknownJob,
+)
 from collector.models import batches, jobs, requests
-from collector.results import BatchResult
+from collector.results import BatchResult, RequestResult
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -219,6 +225,38 @@ class Store:
                 ])
         return batch_id
 
+
+    def load_batch(self, batch_id: int) -> tuple[Row[Any], BatchResult]:
+        """A stored batch: its ``batches`` row and the result it recorded."""
+        with self.connect() as conn:
+            row = conn.execute(select(batches).where(batches.c.id == batch_id)).one_or_none()
+            if row is None:
+                raise UnknownBatch(batch_id)
+            rows = conn.execute(select(requests).where(requests.c.batch_id == batch_id)
+                                .order_by(requests.c.position)).all()
+        fields = [f.name for f in dataclasses.fields(RequestResult)]
+        result = BatchResult(
+            url=row.url, method=row.method, pool_size=row.pool_size,
+            concurrency=row.concurrency, started_at=row.started_at,
+            finished_at=row.finished_at, num_connections=row.num_connections,
+            num_requests=row.num_requests, tcp_connections=row.tcp_connections,
+            requests=tuple(RequestResult(**{f: getattr(r, f) for f in fields}) for r in rows),
+        )
+        return row, result
+
+    def prune(self, before: datetime, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete batches started before ``before`` and their requests; returns both counts."""
+        old = select(batches.c.id).where(batches.c.started_at < before)
+        with self.connect(write=not dry_run) as conn:
+            counts = (
+                conn.execute(select(func.count()).select_from(old.subquery())).scalar_one(),
+                conn.execute(select(func.count()).select_from(requests)
+                             .where(requests.c.batch_id.in_(old))).scalar_one(),
+            )
+            if not dry_run:
+                conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
+                conn.execute(delete(batches).where(batches.c.started_at < before))
+        return counts
 
     # -- jobs ---------------------------------------------------------------------------------
 

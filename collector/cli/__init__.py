@@ -56,11 +56,15 @@ def _root(
 
 
 def _register() -> None:
-    from collector.cli import db, jobs, run
+    from collector.cli import db, jobs, report, run
 
     app.command("run-once")(run.run_once)
     app.command("demo")(run.demo)
     app.add_typer(jobs.app, name="jobs")
+    app.command("report")(report.report)
+    app.command("batches")(report.batches)
+    app.command("show")(report.show)
+    app.command("prune")(report.prune)
     app.add_typer(db.app, name="db")
 
 

@@ -96,3 +96,24 @@ def _json_value(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{value!r} is not JSON")
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None], marks: Sequence[str]) -> str:
+    """One character per batch: a bar for its median time, or the batch's mark.
+
+    ``marks[i]`` is ``""`` for a batch shown as a bar, else the character to show.
+    """
+    known = [v for v, m in zip(values, marks, strict=True) if v is not None and not m]
+    low, high = (min(known), max(known)) if known else (0.0, 0.0)
+    chars = []
+    for value, mark in zip(values, marks, strict=True):
+        if mark or value is None:
+            chars.append(mark or "·")
+        elif high == low:
+            chars.append(SPARKS[len(SPARKS) // 2])
+        else:
+            chars.append(SPARKS[round((value - low) / (high - low) * (len(SPARKS) - 1))])
+    return "".join(chars)

@@ -1,0 +1,122 @@
+"""``collector report``, ``batches``, ``show`` and ``prune``: reading and trimming history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from collector.cli.options import DbOption, Format, FormatOption
+from collector.cli.render import batch_table, records, sparkline
+from collector.config import parse_duration, parse_since, resolve_database_url
+from collector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collector.report import Filters
+    from collector.store import Store
+
+JobFilter = Annotated[str | None, typer.Option(
+    "--job", metavar="NAME", help="Only this job's batches.")]
+SinceFilter = Annotated[str | None, typer.Option(
+    "--since", metavar="WHEN", help="Only batches started since: 24h, 7d, or a date "
+                                    "like 2026-11-01 (UTC).")]
+
+# A failed batch (no responses) shows as ×, one with some failed requests as !.
+MARKS = {"failed": "×", "partial": "!"}
+
+
+def _open(db: str | None) -> Store:
+    from collector.store import open_store
+
+    return open_store(resolve_database_url(db))
+
+
+def _filters(job: str | None, since: str | None) -> Filters:
+    from collector.report import Filters
+
+    return Filters(job=job, since=parse_since(since, datetime.now(UTC)) if since else None)
+
+
+def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None,
+           fmt: FormatOption = Format.table) -> None:
+    """How each job did: answers by status class, times, body size, connection re-use.
+
+    The trend column has one mark per recent batch (oldest first): a bar for
+    its median time, × for a batch with no responses, ! for one with failures.
+    """
+    from collector.report import job_summaries
+
+    with _open(db) as store:
+        summaries = job_summaries(store, _filters(job, since))
+    rows = [s.as_record() for s in summaries]
+    for summary, row in zip(summaries, rows, strict=True):
+        if fmt == Format.table:
+            row["trend"] = sparkline([p.p50_ms for p in summary.trend],
+                                     [MARKS.get(p.status, "") for p in summary.trend])
+        elif fmt == Format.json:
+            row["trend"] = [{"p50_ms": p.p50_ms, "status": p.status} for p in summary.trend]
+    columns = ["job_name", "batches", "requests", "status_2xx", "status_3xx", "status_4xx",
+               "status_5xx", "no_response", "p50_ms", "p95_ms", "max_ms", "mean_body_length",
+               "requests_per_connection", "last_started_at", "last_status", "trend"]
+    headers = {"job_name": "job", "status_2xx": "2xx", "status_3xx": "3xx",
+               "status_4xx": "4xx", "status_5xx": "5xx", "no_response": "none",
+               "mean_body_length": "mean_bytes", "requests_per_connection": "req/conn",
+               "last_started_at": "last batch", "last_status": "last"}
+    if fmt == Format.table:
+        rows = [{headers.get(k, k): row[k] for k in columns} for row in rows]
+        columns = [headers.get(k, k) for k in columns]
+    typer.echo(records(rows, fmt, columns=columns if fmt == Format.table else None,
+                       right=frozenset(columns[1:13])))
+
+
+def batches(job: JobFilter = None, since: SinceFilter = None,
+            limit: Annotated[int, typer.Option(min=1, metavar="N",
+                                               help="Show at most N batches.")] = 20,
+            db: DbOption = None, fmt: FormatOption = Format.table) -> None:
+    """Batch history, newest first: status, requests, connections."""
+    from collector.report import batch_history
+
+    with _open(db) as store:
+        history = batch_history(store, _filters(job, since), limit=limit)
+    rows = [dict(b.__dict__) for b in history]
+    typer.echo(records(rows, fmt, right=frozenset({"id", "requests", "failed",
+                                                   "num_connections", "num_requests",
+                                                   "tcp_connections", "duration_ms"})))
+
+
+def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
+                                                 help="The batch's id.")],
+         db: DbOption = None, fmt: FormatOption = Format.table) -> None:
+    """One stored batch: its connection counts and a row per request."""
+    with _open(db) as store:
+        row, result = store.load_batch(batch_id)
+        where = store.url
+    if fmt == Format.table:
+        typer.echo(batch_table(result, job_name=row.job_name, batch_id=row.id, where=where))
+    elif fmt == Format.json:
+        typer.echo(json.dumps({"batch_id": row.id, "job_name": row.job_name,
+                               "trigger": row.trigger, **result.to_dict()}, indent=2))
+    else:
+        typer.echo(records(result.to_dict()["requests"], "csv"))
+
+
+def prune(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", metavar="AGE", help="Delete batches started longer ago than this: "
+                                            "90d, 12h ...")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Count what would be deleted and delete nothing.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete old batches and their requests (jobs are kept)."""
+    try:
+        before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than))
+    except ValueError as exc:
+        raise ConfigError(f"--older-than: {exc}") from None
+    with _open(db) as store:
+        n_batches, n_requests = store.prune(before, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {n_batches} batches and {n_requests} requests started before "
+               f"{before:%Y-%m-%d %H:%M:%S} UTC")
