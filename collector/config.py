@@ -22,10 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from collector.errors import ConfigError, JobFileError
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 METHODS = ("GET", "HEAD", "POST")
 DEFAULT_TIMEOUT = 10.0
@@ -572,16 +575,60 @@ def _is_timezone(name: str) -> bool:
 
 
 def _cron(value: object, timezone: str) -> str:
-    from apscheduler.triggers.cron import CronTrigger
-
     if not isinstance(value, str):
         raise _Invalid("cron", f"{_show(value)} is not a crontab line")
     try:
-        CronTrigger.from_crontab(value, timezone=timezone)
+        cron_trigger(value, timezone)
     except ValueError as exc:
         raise _Invalid("cron", f"{_show(value)} is not a crontab line like "
                                f'"*/5 * * * *" ({exc})') from None
     return value
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(line: str, timezone: str) -> CronTrigger:
+    """APScheduler's trigger for a crontab line, with cron(5)'s day-of-week numbers.
+
+    APScheduler 3 reads day-of-week 0 as Monday; in a crontab 0 (and 7) is
+    Sunday. Numbers in that field are turned into day names first, so
+    ``0 9 * * 1-5`` means Monday to Friday, as it does to cron. Raises ValueError.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = line.split()
+    if len(fields) != 5:
+        raise ValueError(f"a crontab line has 5 fields, not {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    weekday = ",".join(_weekday_names(part) for part in weekday.split(","))
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday,
+                       timezone=timezone)
+
+
+def _weekday_names(part: str) -> str:
+    """One comma-separated part of a crontab day-of-week field, numbers as names."""
+    span, _, step_text = part.partition("/")
+    if span != "*" and not any(ch.isdigit() for ch in span):
+        return part  # mon, mon-fri: the same to cron and APScheduler
+    step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+    if step_text and step is None:
+        raise ValueError(f"day-of-week step {step_text!r} is not a positive number")
+    if span == "*":
+        first, last = 0, 6
+    elif span.isdigit():
+        first = last = int(span)
+        if step is not None:
+            last = 6  # cron: "1/2" is "1-6/2"
+    elif re.fullmatch(r"\d+-\d+", span):
+        first, last = (int(n) for n in span.split("-"))
+    else:
+        raise ValueError(f"day-of-week {part!r}: use numbers (0 or 7 is Sunday) or names "
+                         "(mon-fri), not both in one range")
+    if not (0 <= first <= 7 and 0 <= last <= 7 and first <= last):
+        raise ValueError(f"day-of-week {part!r} is not within 0-7 (0 and 7 are Sunday)")
+    days = range(first, last + 1, step or 1)
+    return ",".join(dict.fromkeys(_WEEKDAYS[d % 7] for d in days))
 
 
 def select_job(path: str, jobs: list[JobSpec], name: str | None) -> JobSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from collector.config import (
     JobSpec,
     Timeouts,
     batch_from_options,
+    cron_trigger,
     expand_environment,
     format_duration,
     job_definition,
@@ -295,3 +297,34 @@ def test_defaults_are_explicit_in_a_definition() -> None:
         "retries": 0, "max_body": 10 * 1024 * 1024, "every": "1m", "timezone": "UTC",
         "enabled": True,
     }
+
+
+@pytest.mark.parametrize(("weekday", "expected"), [
+    ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+    ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+    ("0", ["Sun"]),
+    ("7", ["Sun"]),
+    ("*/2", ["Sun", "Tue", "Thu", "Sat"]),
+    ("1/3", ["Mon", "Thu"]),
+    ("5-7", ["Fri", "Sat", "Sun"]),
+    ("0-6", ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]),
+    ("0,3,sat", ["Sun", "Wed", "Sat"]),
+    ("*", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
+])
+def test_cron_day_of_week_means_what_it_means_to_cron(weekday: str,
+                                                      expected: list[str]) -> None:
+    trigger = cron_trigger(f"0 9 * * {weekday}", "UTC")
+    fire = datetime(2026, 11, 29, tzinfo=UTC)  # a Sunday, midnight
+    days = []
+    for _ in range(7):
+        fire = trigger.get_next_fire_time(None, fire)
+        days.append(fire.strftime("%a"))
+        fire += timedelta(hours=1)
+    assert set(days) == set(expected)
+
+
+@pytest.mark.parametrize("line", ["* * *", "0 9 * * 8", "0 9 * * 5-1", "0 9 * * 1-fri",
+                                  "0 9 * * */0", "61 * * * *"])
+def test_bad_cron_lines(line: str) -> None:
+    with pytest.raises(ValueError):
+        cron_trigger(line, "UTC")
