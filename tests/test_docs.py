@@ -12,8 +12,11 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.config import load_job_file
+from collector.config import BatchSpec, load_job_file
+from collector.runner import run_batch
 from collector.store import open_store
+from tests.dataset import fill
+from tests.server import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -63,15 +66,48 @@ def test_the_readme_job_file_is_valid(tmp_path: Path) -> None:
     assert job.batch.queries == shipped.batch.queries and job.every == shipped.every
 
 
-def test_the_readme_sql_runs(db_url: str) -> None:
-    for args in (["demo"], ["run-once", "--url", "http://127.0.0.1:1/", "-q", "q=x"]):
-        assert CliRunner().invoke(app, [*args, "--db", db_url]).exit_code == 0
-    queries = fenced("sql")
-    assert len(queries) >= 2
-    with open_store(db_url) as store, store.engine.connect() as conn:
-        reuse = conn.execute(text(queries[0])).mappings().all()
-        per_query = conn.execute(text(queries[1])).mappings().all()
-    assert [(r["num_requests"], r["reused_requests"]) for r in reuse] == [(1, 0), (2, 1)]
-    by_query = {r["query"]: r for r in per_query}
-    assert by_query["q=python&v=1.0"]["ok_2xx"] == 1
-    assert by_query["q=x"]["no_response"] == 1 and by_query["q=x"]["ok_2xx"] == 0
+def readme_queries(dialect: str) -> dict[str, str]:
+    """The README's SQL by its first-line title, the other dialect's versions left out."""
+    other = "(PostgreSQL)" if dialect == "sqlite" else "(SQLite)"
+    queries = {}
+    for block in fenced("sql"):
+        title = block.splitlines()[0].removeprefix("-- ")
+        if not title.endswith(other):
+            queries[title.removesuffix(" (SQLite)").removesuffix(" (PostgreSQL)")] = block
+    return queries
+
+
+def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
+    with open_store(db_url) as store:
+        fill(store)  # the hand-made data set, weeks old
+        recent = run_batch(BatchSpec(url=server.url("/delay/0.05"), queries=({}, {})))
+        store.save_batch(recent, job_name="recent")
+        dialect = store.engine.dialect.name
+        queries = readme_queries(dialect)
+        with store.connect() as conn:
+            results = {title: conn.execute(text(sql)).mappings().all()
+                       for title, sql in queries.items()}
+    assert set(results) == {"success rate per job per day", "connection re-use per job",
+                            "connection re-use per batch", "slowest requests this week",
+                            "when a page's content changed"}
+
+    success = {(r["job_name"], r["requests"]): float(r["success_pct"])
+               for r in results["success rate per job per day"]}
+    # job a: 7 requests on one day, 4 of them answered below 400 (200 200 200 301)
+    assert success == {("a", 7): round(400 / 7, 1), ("b", 1): 0.0, ("recent", 2): 100.0}
+
+    reuse = {r["job_name"]: r for r in results["connection re-use per job"]}
+    assert float(reuse["a"]["requests_per_connection"]) == 1.75
+    assert reuse["b"]["requests_per_connection"] is None  # no connection was opened
+    assert (reuse["recent"]["requests"], reuse["recent"]["tcp_connections"]) == (2, 1)
+
+    per_batch = results["connection re-use per batch"]
+    assert (per_batch[0]["job_name"], per_batch[0]["reused_requests"]) == ("recent", 1)
+
+    slowest = results["slowest requests this week"]
+    assert [r["job_name"] for r in slowest] == ["recent", "recent"]  # the data set is older
+    assert slowest[0]["elapsed_ms"] >= slowest[1]["elapsed_ms"] >= 50
+
+    changes = [(r["query"], r["previous_sha256"], r["body_sha256"])
+               for r in results["when a page's content changed"]]
+    assert changes == [("q=python", "s2", "e"), ("q=python", "s1", "s2")]
