@@ -11,6 +11,7 @@ codes in one place (``collector.cli``)::
     │   └── UnknownBatch       no stored batch has that id, with .batch_id
     └── StoreError             the database could not be used (exit 1)
         ├── DatabaseUnavailable    cannot connect or a statement failed
+        ├── BatchNotStored         a batch ran (and was shown) but saving it failed
         └── SchemaMismatch         schema older/newer than this collector
 
 Third-party exceptions are translated once, where they enter: urllib3's in
@@ -94,6 +95,14 @@ class DatabaseUnavailable(StoreError):
         self.url = url
         self.reason = reason
         super().__init__(f"database {url}: {reason}")
+
+
+class BatchNotStored(StoreError):
+    """A batch ran but saving it failed; the caller has already shown the result."""
+
+    def __init__(self, cause: StoreError) -> None:
+        self.cause = cause
+        super().__init__(f"the batch ran (printed above) but was not stored: {cause}")
 
 
 class SchemaMismatch(StoreError):

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from collector.config import JobSet, JobSpec, job_definition, load_job_paths
 from collector.errors import ConfigError, JobFileError
-from collector.store import Store, StoredJob
+
+if TYPE_CHECKING:
+    from collector.store import Store, StoredJob
 
 Action = Literal["create", "update", "unchanged", "remove"]
 

@@ -166,7 +166,7 @@ headers = {{ Authorization = "Bearer ${{SEARCH_TOKEN}}" }}
     (["--url", "http://127.0.0.1:1/", "--timeout", "0"], "--timeout: 0.0 must be > 0"),
     (["--url", "http://127.0.0.1:1/", "--method", "PUT"], '--method: "PUT" is not one of'),
     (["--url", "http://127.0.0.1:1/", "--job", "x"], "--job needs a job file"),
-    ([], "give a job file or --url"),
+    ([], "give a job file, a job's name or --url"),
     (["missing.toml"], "missing.toml: no such job file"),
     (["jobs/search.toml", "--url", "http://x/"], "--url cannot be combined with a job;"),
     (["--url", "http://127.0.0.1:1/", "--db", "nonsense://x"], "unknown database type"),

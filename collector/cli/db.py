@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from collector.cli.options import DbOption
-from collector.config import resolve_database_url
+from collector.cli.options import DbOption, open_db
 
 app = typer.Typer(help="Inspect and upgrade the database.", no_args_is_help=True)
 
@@ -13,9 +12,7 @@ app = typer.Typer(help="Inspect and upgrade the database.", no_args_is_help=True
 @app.command()
 def upgrade(db: DbOption = None) -> None:
     """Bring the database's schema to this collector's newest revision."""
-    from collector.store import open_store
-
-    with open_store(resolve_database_url(db), ensure_schema=False) as store:
+    with open_db(db, ensure_schema=False) as store:
         before, after = store.upgrade()
         if before == after:
             typer.echo(f"{store.url}: already at revision {after}")
@@ -26,9 +23,7 @@ def upgrade(db: DbOption = None) -> None:
 @app.command()
 def info(db: DbOption = None) -> None:
     """Show which database is used, its schema revision and its row counts."""
-    from collector.store import open_store
-
-    with open_store(resolve_database_url(db), ensure_schema=False) as store:
+    with open_db(db, ensure_schema=False) as store:
         about = store.info()
     typer.echo(f"database: {about.url}")
     typer.echo(f"dialect:  {about.dialect}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -19,16 +19,14 @@ from collector.cli.options import (
     QueryOption,
     RetriesOption,
     UrlOption,
+    open_db,
     parse_headers,
     parse_query,
 )
 from collector.cli.render import records
-from collector.config import job_from_options, job_to_toml, resolve_database_url
+from collector.config import job_from_options, job_to_toml
 from collector.errors import ConfigError
 from collector.jobs import Action, JobFilesInvalid, apply_jobs, read_jobs
-
-if TYPE_CHECKING:
-    from collector.store import Store
 
 app = typer.Typer(help="Manage jobs: from job files (validate, apply) or one by one.",
                   no_args_is_help=True)
@@ -36,12 +34,6 @@ app = typer.Typer(help="Manage jobs: from job files (validate, apply) or one by 
 _Paths = Annotated[list[Path], typer.Argument(
     metavar="PATH...", help="Job files, or folders searched for *.toml files.")]
 _Name = Annotated[str, typer.Argument(metavar="NAME", help="The job's name.")]
-
-
-def _open(db: str | None) -> Store:
-    from collector.store import open_store
-
-    return open_store(resolve_database_url(db))
 
 
 def _shown(source: str) -> str:
@@ -83,7 +75,7 @@ def apply(
     db: DbOption = None,
 ) -> None:
     """Create or update jobs from job files (the files are the source of truth)."""
-    with _open(db) as store:
+    with open_db(db) as store:
         try:
             plan = apply_jobs(store, paths, prune=prune, dry_run=dry_run)
         except JobFilesInvalid as exc:
@@ -104,7 +96,7 @@ def apply(
 @app.command("list")
 def list_(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """List the stored jobs: schedule, enabled, target, where each came from."""
-    with _open(db) as store:
+    with open_db(db) as store:
         stored = store.jobs()
     rows = [{"name": s.name, "enabled": s.job.enabled, "schedule": s.schedule,
              "url": s.job.batch.url, "queries": len(s.job.batch.queries) or 1,
@@ -117,7 +109,7 @@ def list_(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
 @app.command()
 def show(name: _Name, db: DbOption = None) -> None:
     """Print a stored job as a job file table (save it to a .toml file to edit it)."""
-    with _open(db) as store:
+    with open_db(db) as store:
         stored = store.job(name)
     typer.echo(f"# source: {_shown(stored.source)}; created {stored.created_at:%Y-%m-%d %H:%M:%S}"
                f" UTC, updated {stored.updated_at:%Y-%m-%d %H:%M:%S} UTC")
@@ -168,7 +160,7 @@ def add(
         headers=parse_headers(header or []), ca_file=ca_file, max_body=max_body,
         enabled=not disabled,
     )
-    with _open(db) as store:
+    with open_db(db) as store:
         store.add_job(job)
     typer.echo(f"added {job.name}")
 
@@ -176,7 +168,7 @@ def add(
 @app.command()
 def enable(name: _Name, db: DbOption = None) -> None:
     """Enable a job, so the daemon runs it on its schedule."""
-    with _open(db) as store:
+    with open_db(db) as store:
         changed = store.set_enabled(name, True)
     typer.echo(f"{'enabled' if changed else 'already enabled:'} {name}")
 
@@ -184,7 +176,7 @@ def enable(name: _Name, db: DbOption = None) -> None:
 @app.command()
 def disable(name: _Name, db: DbOption = None) -> None:
     """Disable a job: kept, and runnable with run-once, but not scheduled."""
-    with _open(db) as store:
+    with open_db(db) as store:
         changed = store.set_enabled(name, False)
     typer.echo(f"{'disabled' if changed else 'already disabled:'} {name}")
 
@@ -192,7 +184,7 @@ def disable(name: _Name, db: DbOption = None) -> None:
 @app.command()
 def remove(name: _Name, db: DbOption = None) -> None:
     """Remove a job. Its batches stay in the database."""
-    with _open(db) as store:
+    with open_db(db) as store:
         store.remove_job(name)
     typer.echo(f"removed {name} (its batches are kept)")
 

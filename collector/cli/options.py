@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qsl
 
 import typer
 
+from collector.config import resolve_database_url
 from collector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collector.store import Store
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
@@ -66,3 +70,10 @@ def parse_headers(lines: list[str]) -> dict[str, str]:
             raise ConfigError(f"--header: {line!r} is not 'Name: value'")
         headers[name.strip()] = value.strip()
     return headers
+
+
+def open_db(db: str | None, *, ensure_schema: bool = True) -> Store:
+    """The store for ``--db`` (else the environment's or the default database)."""
+    from collector.store import open_store
+
+    return open_store(resolve_database_url(db), ensure_schema=ensure_schema)

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collector.cli.options import DbOption, Format, FormatOption
+from collector.cli.options import DbOption, Format, FormatOption, open_db
 from collector.cli.render import batch_table, records, sparkline
-from collector.config import parse_duration, parse_since, resolve_database_url
+from collector.config import parse_duration, parse_since
 from collector.errors import ConfigError
 
 if TYPE_CHECKING:
     from collector.report import Filters
-    from collector.store import Store
 
 JobFilter = Annotated[str | None, typer.Option(
     "--job", metavar="NAME", help="Only this job's batches.")]
@@ -25,12 +24,6 @@ SinceFilter = Annotated[str | None, typer.Option(
 
 # A failed batch (no responses) shows as ×, one with some failed requests as !.
 MARKS = {"failed": "×", "partial": "!"}
-
-
-def _open(db: str | None) -> Store:
-    from collector.store import open_store
-
-    return open_store(resolve_database_url(db))
 
 
 def _filters(job: str | None, since: str | None) -> Filters:
@@ -48,7 +41,7 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
     """
     from collector.report import job_summaries
 
-    with _open(db) as store:
+    with open_db(db) as store:
         summaries = job_summaries(store, _filters(job, since))
     rows = [s.as_record() for s in summaries]
     for summary, row in zip(summaries, rows, strict=True):
@@ -78,7 +71,7 @@ def batches(job: JobFilter = None, since: SinceFilter = None,
     """Batch history, newest first: status, requests, connections."""
     from collector.report import batch_history
 
-    with _open(db) as store:
+    with open_db(db) as store:
         history = batch_history(store, _filters(job, since), limit=limit)
     rows = [dict(b.__dict__) for b in history]
     typer.echo(records(rows, fmt, right=frozenset({"id", "requests", "failed",
@@ -90,7 +83,7 @@ def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
                                                  help="The batch's id.")],
          db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """One stored batch: its connection counts and a row per request."""
-    with _open(db) as store:
+    with open_db(db) as store:
         row, result = store.load_batch(batch_id)
         where = store.url
     if fmt == Format.table:
@@ -115,7 +108,7 @@ def prune(
         before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than))
     except ValueError as exc:
         raise ConfigError(f"--older-than: {exc}") from None
-    with _open(db) as store:
+    with open_db(db) as store:
         n_batches, n_requests = store.prune(before, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     typer.echo(f"{verb} {n_batches} batches and {n_requests} requests started before "

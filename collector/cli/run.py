@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +21,7 @@ from collector.cli.options import (
     RetriesOption,
     TimeoutOption,
     UrlOption,
+    open_db,
     parse_headers,
     parse_query,
 )
@@ -30,11 +32,13 @@ from collector.config import (
     batch_from_options,
     expand_environment,
     load_job_file,
-    resolve_database_url,
     select_job,
 )
-from collector.errors import CollectorError, ConfigError, StoreError
+from collector.errors import BatchNotStored, ConfigError, StoreError
 from collector.results import BatchResult
+
+if TYPE_CHECKING:
+    from collector.store import Store
 
 EXIT_REQUEST_FAILED = 3
 
@@ -82,6 +86,8 @@ def run_once(
       collector run-once --url http://127.0.0.1:8080/search \\
           -q 'q=python&v=1.0' -q 'q=php&v=1.0'
     """
+    report = functools.partial(_run_and_report, as_json=as_json, fail_on_error=fail_on_error)
+    is_file = target is not None and (Path(target).is_file() or target.endswith(".toml"))
     if target is not None:
         given = [option for option, value in (
             ("--url", url), ("--query", query), ("--header", header), ("--ca-file", ca_file),
@@ -89,24 +95,29 @@ def run_once(
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with a job; "
                               "put it in the job's definition instead")
-        if Path(target).is_file() or target.endswith(".toml"):
-            name, spec = _job_from_file(target, job)
-        elif job is not None:
-            raise ConfigError("--job needs a job file")
-        else:
-            name, spec = _stored_job(target, db)
+    if job is not None and not is_file:
+        raise ConfigError("--job needs a job file")
+    if target is not None and not is_file:
+        with open_db(db) as store:  # a stored job: the database is needed either way
+            stored = store.job(target).job
+            spec = expand_environment(stored.batch, os.environ, where=f'job "{stored.name}"')
+            report(spec, job_name=stored.name, store=None if no_store else store)
+        return
+    if target is not None:
+        name, spec = _job_from_file(target, job)
     elif url is None:
-        raise ConfigError("give a job file or --url (see collector run-once --help)")
+        raise ConfigError("give a job file, a job's name or --url (see collector run-once --help)")
     else:
-        if job is not None:
-            raise ConfigError("--job needs a job file")
         spec = batch_from_options(
             url=url, method=method, queries=[parse_query(q) for q in query or []],
             headers=parse_headers(header or []), pool_size=pool_size, concurrency=concurrency,
             timeout=timeout, retries=retries, ca_file=ca_file,
         )
-    _run_and_report(spec, job_name=name, db=db, no_store=no_store, as_json=as_json,
-                    fail_on_error=fail_on_error)
+    if no_store:
+        report(spec, job_name=name, store=None)
+    else:
+        with open_db(db) as store:  # before running: a database error loses nothing
+            report(spec, job_name=name, store=store)
 
 
 def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
@@ -118,17 +129,9 @@ def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
     """
     from collector.demo import demo_batch, serve_demo
 
-    with serve_demo() as url:
-        _run_and_report(demo_batch(url), job_name="demo", db=db, no_store=False,
-                        as_json=as_json, fail_on_error=False)
-
-
-def _stored_job(name: str, db: str | None) -> tuple[str, BatchSpec]:
-    from collector.store import open_store
-
-    with open_store(resolve_database_url(db)) as store:
-        job = store.job(name).job
-    return job.name, expand_environment(job.batch, os.environ, where=f'job "{job.name}"')
+    with open_db(db) as store, serve_demo() as url:
+        _run_and_report(demo_batch(url), job_name="demo", store=store, as_json=as_json,
+                        fail_on_error=False)
 
 
 def _job_from_file(target: str, job: str | None) -> tuple[str, BatchSpec]:
@@ -140,37 +143,27 @@ def _job_from_file(target: str, job: str | None) -> tuple[str, BatchSpec]:
     return chosen.name, expand_environment(chosen.batch, os.environ, where=where)
 
 
-def _run_and_report(spec: BatchSpec, *, job_name: str, db: str | None, no_store: bool,
-                    as_json: bool, fail_on_error: bool) -> None:
+def _run_and_report(spec: BatchSpec, *, job_name: str, store: Store | None, as_json: bool,
+                    fail_on_error: bool) -> None:
+    """Run the batch, store it (unless ``store`` is None), print it, then raise what failed."""
     from collector.runner import run_batch
-    from collector.store import open_store
 
-    store = None if no_store else open_store(resolve_database_url(db))  # fail before running
-    try:
-        result = run_batch(spec)
-        batch_id: int | None = None
-        store_error: StoreError | None = None
-        if store is not None:
-            try:
-                batch_id = store.save_batch(result, job_name=job_name)
-            except StoreError as exc:
-                store_error = exc
-        _print(result, job_name=job_name, batch_id=batch_id, as_json=as_json,
-               where=None if store is None else store.url)
-    finally:
-        if store is not None:
-            store.close()
+    result = run_batch(spec)
+    batch_id: int | None = None
+    store_error: StoreError | None = None
+    if store is not None:
+        try:
+            batch_id = store.save_batch(result, job_name=job_name)
+        except StoreError as exc:
+            store_error = exc
+    _print(result, job_name=job_name, batch_id=batch_id, as_json=as_json,
+           where=None if store is None else store.url)
     if store_error is not None:
-        raise _NotStored(store_error)
+        raise BatchNotStored(store_error)
     if fail_on_error and (bad := _bad_requests(result)):
         typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "
                    "status >= 400", err=True)
         raise typer.Exit(EXIT_REQUEST_FAILED)
-
-
-class _NotStored(CollectorError):
-    def __init__(self, cause: StoreError) -> None:
-        super().__init__(f"the batch ran (printed above) but was not stored: {cause}")
 
 
 def _bad_requests(result: BatchResult) -> int:
