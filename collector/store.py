@@ -14,6 +14,7 @@ This module knows nothing about HTTP: it saves a plain
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -194,9 +195,11 @@ class Store:
         counts: dict[str, int] = {}
         if revision is not None:
             with self.connect() as conn:
+                present = set(inspect(conn).get_table_names())  # an old schema lacks some
                 for table in (jobs, batches, requests):
-                    counts[table.name] = conn.execute(
-                        select(func.count()).select_from(table)).scalar_one()
+                    if table.name in present:
+                        counts[table.name] = conn.execute(
+                            select(func.count()).select_from(table)).scalar_one()
         return DatabaseInfo(url=self.url, dialect=self.engine.dialect.name, revision=revision,
                             head=_head(), row_counts=counts)
 
@@ -435,17 +438,22 @@ def _alembic_config() -> Config:
 
 
 def _head() -> str:
+    return _revisions(MIGRATIONS)[0]
+
+
+def _known_revisions() -> frozenset[str]:
+    return _revisions(MIGRATIONS)[1]
+
+
+@functools.cache
+def _revisions(location: str) -> tuple[str, frozenset[str]]:
+    """The newest revision and all revisions in ``location``, read once per process."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    head = scripts.get_current_head()
     assert head is not None, "collector ships at least one migration"
-    return head
-
-
-def _known_revisions() -> set[str]:
-    from alembic.script import ScriptDirectory
-
-    return {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    return head, frozenset(s.revision for s in scripts.walk_revisions())
 
 
 def _too_new(url: str, current: str, head: str) -> SchemaMismatch:

@@ -202,3 +202,14 @@ def test_an_unreachable_database_is_one_clear_error() -> None:
 def test_a_bad_database_url_is_a_config_error(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         open_store(url)
+
+
+def test_info_on_an_older_schema(db_url: str) -> None:
+    with open_store(db_url) as store:
+        with store.engine.begin() as conn:
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0001")  # before the jobs table
+        about = store.info()
+    assert about.revision == "0001" and about.state == "needs `collector db upgrade`"
+    assert about.row_counts == {"batches": 0, "requests": 0}
