@@ -75,6 +75,7 @@ class _Meter:
 
     def attempted(self) -> None:
         self._current.attempts += 1
+        self._current.reused = False  # until this attempt's request() says otherwise
 
     def connected(self, ms: float) -> None:
         with self._lock:

@@ -3,7 +3,8 @@
 Endpoints (any method):
 
 - ``/search?q=..``    the example's endpoint: JSON as ``text/javascript; charset=utf-8``
-                      (``q=hangup`` closes the connection instead)
+                      (``q=hangup`` closes the connection instead; ``q=quit``
+                      also stops listening)
 - ``/status/N``       an empty answer with status N
 - ``/delay/S``        answers after S seconds
 - ``/bytes/N``        N bytes of body (``?chunked=1``: no Content-Length, chunked)
@@ -63,6 +64,11 @@ class Handler(BaseHTTPRequestHandler):
         if head == "search":
             q = query.get("q", [""])[0]
             if q == "hangup":
+                self.close_connection = True
+                return
+            if q == "quit":  # stop listening, then hang up: a retry is refused
+                self.server.shutdown()
+                self.server.socket.close()
                 self.close_connection = True
                 return
             document = {"responseData": {"results": [{"title": f"About {q}"}]},

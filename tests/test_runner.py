@@ -130,6 +130,17 @@ def test_a_failing_request_does_not_stop_the_batch(server: LocalServer) -> None:
     assert result.tcp_connections == server.accepted == 2
 
 
+def test_reused_describes_the_last_attempt(https_server: LocalServer, ca_file: str) -> None:
+    result = run_batch(BatchSpec(url=https_server.url("/search"), ca_file=ca_file,
+                                 queries=({"q": "a"}, {"q": "quit"}), retries=1))
+    second = result.requests[1]
+    # attempt 1 went over the kept-alive connection and was hung up on; attempt 2
+    # found nobody listening (HTTPS connects before sending, so it never sent),
+    # so the request did not end on a re-used connection
+    assert (second.attempts, second.error_kind) == (2, "connect_refused")
+    assert second.reused is False
+
+
 def test_connection_refused(server: LocalServer) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
