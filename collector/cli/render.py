@@ -54,10 +54,13 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
 
 
 def records(rows: Sequence[Mapping[str, Any]], fmt: str, *,
-            columns: Sequence[str] | None = None, right: frozenset[str] = frozenset()) -> str:
+            columns: Sequence[str] | Mapping[str, str] | None = None,
+            right: frozenset[str] = frozenset()) -> str:
     """Rows as an aligned table, a JSON list or CSV with a header line.
 
-    ``columns`` picks and orders what the table shows; JSON and CSV get every key.
+    ``columns`` picks and orders the keys the table shows (a mapping also gives
+    each its heading); ``right`` are the keys aligned right. JSON and CSV get
+    every key.
     """
     if fmt == "json":
         return json.dumps([dict(r) for r in rows], indent=2, default=_json_value)
@@ -68,12 +71,12 @@ def records(rows: Sequence[Mapping[str, Any]], fmt: str, *,
         writer.writeheader()
         writer.writerows({k: _exact(r[k]) for k in keys} for r in rows)
         return out.getvalue().rstrip("\n")
-    shown = list(columns or keys)
     if not rows:
         return "(none)"
-    body = [[_cell(r[c]) for c in shown] for r in rows]
-    return "\n".join(table(shown, body, right=frozenset(i for i, c in enumerate(shown)
-                                                        if c in right)))
+    shown = dict(columns) if isinstance(columns, Mapping) else {k: k for k in columns or keys}
+    body = [[_cell(r[k]) for k in shown] for r in rows]
+    return "\n".join(table(list(shown.values()), body,
+                           right=frozenset(i for i, k in enumerate(shown) if k in right)))
 
 
 def _cell(value: object) -> str:

@@ -24,6 +24,14 @@ SinceFilter = Annotated[str | None, typer.Option(
 
 # A failed batch (no responses) shows as ×, one with some failed requests as !.
 MARKS = {"failed": "×", "partial": "!"}
+# What collector report's table shows, and the headings.
+REPORT_COLUMNS = {
+    "job_name": "job", "batches": "batches", "requests": "requests", "status_2xx": "2xx",
+    "status_3xx": "3xx", "status_4xx": "4xx", "status_5xx": "5xx", "no_response": "none",
+    "p50_ms": "p50_ms", "p95_ms": "p95_ms", "max_ms": "max_ms",
+    "mean_body_length": "mean_bytes", "requests_per_connection": "req/conn",
+    "last_started_at": "last batch", "last_status": "last", "trend": "trend",
+}
 
 
 def _filters(job: str | None, since: str | None) -> Filters:
@@ -50,18 +58,8 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
                                      [MARKS.get(p.status, "") for p in summary.trend])
         elif fmt == Format.json:
             row["trend"] = [{"p50_ms": p.p50_ms, "status": p.status} for p in summary.trend]
-    columns = ["job_name", "batches", "requests", "status_2xx", "status_3xx", "status_4xx",
-               "status_5xx", "no_response", "p50_ms", "p95_ms", "max_ms", "mean_body_length",
-               "requests_per_connection", "last_started_at", "last_status", "trend"]
-    headers = {"job_name": "job", "status_2xx": "2xx", "status_3xx": "3xx",
-               "status_4xx": "4xx", "status_5xx": "5xx", "no_response": "none",
-               "mean_body_length": "mean_bytes", "requests_per_connection": "req/conn",
-               "last_started_at": "last batch", "last_status": "last"}
-    if fmt == Format.table:
-        rows = [{headers.get(k, k): row[k] for k in columns} for row in rows]
-        columns = [headers.get(k, k) for k in columns]
-    typer.echo(records(rows, fmt, columns=columns if fmt == Format.table else None,
-                       right=frozenset(columns[1:13])))
+    typer.echo(records(rows, fmt, columns=REPORT_COLUMNS,
+                       right=frozenset(list(REPORT_COLUMNS)[1:13])))
 
 
 def batches(job: JobFilter = None, since: SinceFilter = None,
