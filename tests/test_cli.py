@@ -12,21 +12,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text
-from typer.testing import CliRunner
 
 import collector.store
-from collector.cli import app
 from collector.models import batches, requests
 from collector.store import _head, open_store
+from tests.cli import assert_one_line_error, invoke
 from tests.server import LocalServer
 
-runner = CliRunner()
 COLLECTOR = Path(sys.executable).parent / "collector"
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def stored(url: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
@@ -36,14 +29,6 @@ def stored(url: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         request_rows = [dict(r._mapping) for r in conn.execute(
             select(requests).order_by(requests.c.batch_id, requests.c.position))]
     return batch_rows, request_rows
-
-
-def assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("collector: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_run_once_stores_the_batch(db_url: str, server: LocalServer) -> None:

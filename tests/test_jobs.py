@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from collector.cli import app
 from collector.config import load_job_file
 from collector.models import batches, jobs
 from collector.store import open_store
+from tests.cli import assert_one_line_error, invoke
 from tests.server import LocalServer
 
 SEARCH = """
@@ -30,11 +29,6 @@ cron = "0 3 * * mon-fri"
 timezone = "Europe/Berlin"
 enabled = false
 """
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def job_rows(url: str) -> dict[str, dict[str, object]]:
@@ -185,8 +179,7 @@ def test_job_usage_errors(job_dir: Path, sqlite_url: str, args: list[str], messa
     invoke("jobs", "apply", str(job_dir), "--db", sqlite_url)
     code, out, err = invoke("jobs", *args, "--db", sqlite_url)
     assert code == 2, err
-    line = err.strip()
-    assert line.startswith("collector: error: ") and message in line and "\n" not in line
+    assert_one_line_error(err, message)
 
 
 def test_run_once_a_stored_job_reads_the_environment_then(job_dir: Path, db_url: str,

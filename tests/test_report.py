@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from typer.testing import CliRunner
 
-from collector.cli import app
 from collector.cli.render import sparkline
 from collector.report import Filters, TrendPoint, batch_history, job_summaries
 from collector.store import Store, open_store
+from tests.cli import assert_one_line_error, invoke
 from tests.dataset import T0, fill
 
 
@@ -84,9 +83,9 @@ def test_sparkline() -> None:
 
 
 def cli(db_url: str, *args: str) -> str:
-    result = CliRunner().invoke(app, [*args, "--db", db_url])
-    assert result.exit_code == 0, result.stderr
-    return result.stdout
+    code, out, err = invoke(*args, "--db", db_url)
+    assert code == 0, err
+    return out
 
 
 def test_report_formats(store: Store, db_url: str) -> None:
@@ -134,7 +133,6 @@ def test_prune_command(store: Store, db_url: str) -> None:
     (["prune", "--older-than", "old"], '--older-than: "old" is not a duration'),
 ])
 def test_report_usage_errors(sqlite_url: str, args: list[str], message: str) -> None:
-    result = CliRunner().invoke(app, [*args, "--db", sqlite_url])
-    assert result.exit_code == 2
-    line = result.stderr.strip()
-    assert line.startswith("collector: error: ") and message in line and "\n" not in line
+    code, _, err = invoke(*args, "--db", sqlite_url)
+    assert code == 2
+    assert_one_line_error(err, message)
