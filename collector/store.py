@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS = "collector:migrations"  # inside the package, so an installed wheel has them
 
+_TABLES = (jobs, batches, requests)
+
 # Alembic keeps the running migration's context in module globals: one at a time per process.
 _MIGRATING = threading.Lock()
 
@@ -166,17 +168,24 @@ class Store:
 
     def ensure_schema(self) -> None:
         """Create the schema on an empty database; refuse one at another revision."""
+        from alembic.runtime.migration import MigrationContext
+
         head = _head()
         current = self.revision()
-        if current == head:
-            return
         if current is None:
             with self.connect() as conn:
-                existing = set(inspect(conn).get_table_names()) & {"batches", "requests"}
-            if existing:
+                existing = set(inspect(conn).get_table_names()) & {t.name for t in _TABLES}
+                # Read again after listing the tables: another process creating the
+                # schema commits tables and version together, so seeing its tables
+                # means seeing its version too.
+                current = MigrationContext.configure(conn).get_current_revision()
+            if current is None and existing:
                 raise SchemaMismatch(self.url, None, head,
                                      f"it has tables {sorted(existing)} but no alembic_version; "
                                      "it was not made by collector")
+        if current == head:
+            return
+        if current is None:
             log.info("creating collector's schema in %s", self.url)
             try:
                 self.upgrade()
@@ -196,7 +205,7 @@ class Store:
         if revision is not None:
             with self.connect() as conn:
                 present = set(inspect(conn).get_table_names())  # an old schema lacks some
-                for table in (jobs, batches, requests):
+                for table in _TABLES:
                     if table.name in present:
                         counts[table.name] = conn.execute(
                             select(func.count()).select_from(table)).scalar_one()
