@@ -79,8 +79,10 @@ def plan_apply(stored: Sequence[StoredJob], found: JobSet, paths: Sequence[str |
             plan.changes.append(Change("unchanged", job.name, job.source))
     if prune:
         in_files = {job.name for job in found.jobs}
+        files = {str(f.absolute()) for f in found.files}
+        folders = [Path(p).absolute() for p in paths if Path(p).is_dir()]
         for old in stored:
-            if old.name not in in_files and _came_from(old.source, found.files, paths):
+            if old.name not in in_files and _came_from(old.source, files, folders):
                 plan.remove.append(old.name)
                 plan.changes.append(Change("remove", old.name, old.source,
                                            "no longer in its job file"))
@@ -104,10 +106,8 @@ def _differences(old: JobSpec, new: JobSpec) -> list[str]:
     return changed
 
 
-def _came_from(source: str, files: Sequence[Path], paths: Sequence[str | Path]) -> bool:
+def _came_from(source: str, files: set[str], folders: Sequence[Path]) -> bool:
+    """Whether a stored job's source is one of the files read or lies in a folder given."""
     if source == "cli":
         return False
-    path = Path(source)
-    if path in {f.absolute() for f in files}:
-        return True
-    return any(path.is_relative_to(Path(p).absolute()) for p in paths if Path(p).is_dir())
+    return source in files or any(Path(source).is_relative_to(f) for f in folders)

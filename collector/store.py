@@ -283,8 +283,7 @@ class Store:
         with self.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.name == name)).one_or_none()
             if row is None:
-                known = list(conn.execute(select(jobs.c.name)).scalars())
-                raise UnknownJob(name, known)
+                raise UnknownJob(name, _job_names(conn))
         return _stored_job(row)
 
     def save_jobs(self, *, create: Sequence[JobSpec] = (), update: Sequence[JobSpec] = (),
@@ -312,18 +311,24 @@ class Store:
 
     def set_enabled(self, name: str, enabled: bool) -> bool:
         """Enable or disable a job; returns whether it changed."""
-        current = self.job(name)
-        if current.job.enabled == enabled:
-            return False
         with self.connect(write=True) as conn:
-            conn.execute(_update_job(name, {"enabled": enabled,
-                                            "updated_at": datetime.now(UTC)}))
-        return True
+            changed = conn.execute(
+                _update_job(name, {"enabled": enabled, "updated_at": datetime.now(UTC)})
+                .where(jobs.c.enabled != enabled)).rowcount
+            if not changed and name not in (names := _job_names(conn)):
+                raise UnknownJob(name, names)
+        return bool(changed)
 
     def remove_job(self, name: str) -> None:
         """Delete a job; its batches stay."""
-        self.job(name)  # raises UnknownJob
-        self.save_jobs(remove=[name])
+        with self.connect(write=True) as conn:
+            if not conn.execute(delete(jobs).where(jobs.c.name == name)).rowcount:
+                raise UnknownJob(name, _job_names(conn))
+
+
+def _job_names(conn: Connection) -> list[str]:
+    """Every stored job's name, for UnknownJob's suggestions."""
+    return list(conn.execute(select(jobs.c.name)).scalars())
 
 
 def _job_row(job: JobSpec) -> dict[str, Any]:
