@@ -1,8 +1,11 @@
 """A local stand-in for the example's search endpoint, so ``collector demo`` runs offline.
 
-It answers ``GET /ajax/services/search/web?q=...&v=1.0`` on 127.0.0.1 with a
-small JSON document as ``text/javascript; charset=utf-8``, over HTTP/1.1
-keep-alive, as the service in the original urllib3 example did.
+It answers ``GET /ajax/services/search/web?q=...&v=1.0`` on 127.0.0.1 over
+HTTP/1.1 keep-alive as the retired web search API of the original urllib3
+example did by the time the example was run: status 200, ``text/javascript;
+charset=utf-8``, and the same 211-byte JSON document whatever the query (the
+API's notice that it was no longer available). That is why the example
+printed 211 for both queries, and why the demo does too.
 """
 
 from __future__ import annotations
@@ -13,11 +16,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from collector.config import BatchSpec
+from collector.spec import BatchSpec
 
 SEARCH_PATH = "/ajax/services/search/web"
+# What the example's endpoint answered to every query: 211 bytes as JSON.
+ANSWER = {
+    "responseData": None,
+    "responseDetails": "The Google Web Search API is no longer available. Please migrate to "
+                       "the Google Custom Search API (https://developers.google.com/custom-search/)",
+    "responseStatus": 403,
+}
 
 
 class _SearchHandler(BaseHTTPRequestHandler):
@@ -31,19 +41,11 @@ class _SearchHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        parts = urlsplit(self.path)
-        if parts.path != SEARCH_PATH:
+        if urlsplit(self.path).path != SEARCH_PATH:
             self._reply(404, {"responseData": None, "responseDetails": "not found",
                               "responseStatus": 404})
             return
-        query = parse_qs(parts.query).get("q", [""])[0]
-        self._reply(200, {
-            "responseData": {"results": [
-                {"url": f"https://example.org/{query}", "title": f"About {query}"},
-            ]},
-            "responseDetails": None,
-            "responseStatus": 200,
-        })
+        self._reply(200, ANSWER)
 
     def _reply(self, status: int, document: object) -> None:
         body = json.dumps(document).encode()

@@ -7,12 +7,19 @@ codes in one place (``collector.cli``)::
     CollectorError
     ├── ConfigError            bad input: job file, option, URL, setting (exit 2)
     │   ├── JobFileError       a mistake in a job file, with .path/.job/.key
+    │   ├── JobFilesInvalid    every mistake in a set of job files, with .errors
+    │   ├── JobExists          a job of that name is stored already, with .name/.source
     │   ├── UnknownJob         no stored job has that name, with .name
     │   └── UnknownBatch       no stored batch has that id, with .batch_id
     └── StoreError             the database could not be used (exit 1)
-        ├── DatabaseUnavailable    cannot connect or a statement failed
+        ├── DatabaseUnavailable    cannot be reached, locked past its busy timeout,
+        │                          or timed out: transient, worth trying again
+        ├── DataRejected           the database refused what was written: not transient
         ├── BatchNotStored         a batch ran (and was shown) but saving it failed
         └── SchemaMismatch         schema older/newer than this collector
+
+Losing a claim to another daemon is not an error: ``Store.claim`` returns None.
+Any other database error is a bug and is not translated.
 
 Third-party exceptions are translated once, where they enter: urllib3's in
 ``collector.runner`` (into per-request error kinds, never raised), SQLAlchemy's
@@ -55,6 +62,26 @@ class JobFileError(ConfigError):
         super().__init__(": ".join([*where, problem]))
 
 
+class JobFilesInvalid(ConfigError):
+    """Job files with mistakes; ``.errors`` has one :class:`JobFileError` per mistake."""
+
+    def __init__(self, errors: list[JobFileError]) -> None:
+        self.errors = errors
+        count = len(errors)
+        super().__init__(f"{count} mistake{'s' * (count != 1)} in job files")
+
+
+class JobExists(ConfigError):
+    """A job of this name is stored already."""
+
+    def __init__(self, name: str, source: str | None) -> None:
+        self.name = name
+        self.source = source
+        origin = f" (from {source})" if source else ""
+        super().__init__(f'a job named "{name}" exists already{origin}; '
+                         "remove it first or choose another name")
+
+
 class UnknownJob(ConfigError):
     """No stored job has this name; the message suggests close names."""
 
@@ -89,12 +116,24 @@ class StoreError(CollectorError):
 
 
 class DatabaseUnavailable(StoreError):
-    """Connecting to the database, or a statement on it, failed."""
+    """The database cannot be reached, was locked past the busy timeout, or timed out.
+
+    Transient: what could not be written may be written later.
+    """
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
         super().__init__(f"database {url}: {reason}")
+
+
+class DataRejected(StoreError):
+    """The database refused a value (too long, a byte it cannot store); trying again won't help."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"database {url} refused the data: {reason}")
 
 
 class BatchNotStored(StoreError):

@@ -13,22 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from collector.config import JobSet, JobSpec, job_definition, load_job_paths
-from collector.errors import ConfigError, JobFileError
+from collector.definition import job_definition
+from collector.errors import JobFilesInvalid
+from collector.jobfile import JobSet, load_job_paths
+from collector.spec import JobSpec
 
 if TYPE_CHECKING:
-    from collector.store import Store, StoredJob
+    from collector.store import Store, StoredJobs
 
 Action = Literal["create", "update", "unchanged", "remove"]
-
-
-class JobFilesInvalid(ConfigError):
-    """Job files with mistakes; ``.errors`` has one :class:`JobFileError` per mistake."""
-
-    def __init__(self, errors: list[JobFileError]) -> None:
-        self.errors = errors
-        count = len(errors)
-        super().__init__(f"{count} mistake{'s' * (count != 1)} in job files")
 
 
 @dataclass(frozen=True)
@@ -60,13 +53,23 @@ def read_jobs(paths: Sequence[str | Path]) -> JobSet:
     return found
 
 
-def plan_apply(stored: Sequence[StoredJob], found: JobSet, paths: Sequence[str | Path], *,
+def plan_apply(stored: StoredJobs, found: JobSet, paths: Sequence[str | Path], *,
                prune: bool) -> ApplyPlan:
-    """Compare the files' jobs with the stored ones."""
-    by_name = {s.name: s for s in stored}
+    """Compare the files' jobs with the stored ones.
+
+    A stored row that is not a valid job is replaced by the file's job of that name.
+    """
+    by_name = {s.name: s for s in stored.jobs}
+    broken = {b.name: b for b in stored.broken}
     plan = ApplyPlan(changes=[])
     for job in found.jobs:
         old = by_name.get(job.name)
+        if job.name in broken:
+            plan.update.append(job)
+            problem = broken[job.name].problem
+            plan.changes.append(Change("update", job.name, job.source,
+                                       f"replaces an invalid definition ({problem})"))
+            continue
         if old is None:
             plan.create.append(job)
             plan.changes.append(Change("create", job.name, job.source))
@@ -81,11 +84,11 @@ def plan_apply(stored: Sequence[StoredJob], found: JobSet, paths: Sequence[str |
         in_files = {job.name for job in found.jobs}
         files = {str(f.absolute()) for f in found.files}
         folders = [Path(p).absolute() for p in paths if Path(p).is_dir()]
-        for old in stored:
-            if old.name not in in_files and _came_from(old.source, files, folders):
-                plan.remove.append(old.name)
-                plan.changes.append(Change("remove", old.name, old.source,
-                                           "no longer in its job file"))
+        for name, source in [*((s.name, s.source) for s in stored.jobs),
+                             *((b.name, b.source) for b in stored.broken)]:
+            if name not in in_files and _came_from(source, files, folders):
+                plan.remove.append(name)
+                plan.changes.append(Change("remove", name, source, "no longer in its job file"))
     return plan
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -26,6 +27,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
+
+from collector.results import BATCH_STATUSES, TRIGGERS
+
+COUNTERS = ("num_connections", "num_requests", "tcp_connections", "requests_succeeded",
+            "requests_failed")
+# A batch has its counters unless it is running or was abandoned by a worker that died.
+COUNTERS_KNOWN = ("status IN ('running', 'abandoned') OR ("
+                  + " AND ".join(f"{c} IS NOT NULL" for c in (*COUNTERS, "finished_at")) + ")")
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -71,20 +84,26 @@ batches = Table(
     Column("scheduled_for", UTCDateTime(), comment="the fire time a schedule claimed"),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),
-    Column("status", String(20), nullable=False, comment="ok, partial or failed"),
+    Column("status", String(20), nullable=False,
+           comment="running, ok, partial, failed, interrupted or abandoned"),
     Column("url", Text, nullable=False),
     Column("method", String(10), nullable=False),
     Column("pool_size", Integer, nullable=False),
     Column("concurrency", Integer, nullable=False),
-    Column("num_connections", Integer, nullable=False, comment="the pool's counter"),
-    Column("num_requests", Integer, nullable=False, comment="the pool's counter: attempts"),
-    Column("tcp_connections", Integer, nullable=False, comment="TCP connections opened"),
-    Column("requests_succeeded", Integer, nullable=False),
-    Column("requests_failed", Integer, nullable=False),
+    # The counters are NULL while a claimed batch runs, and stay NULL for one whose
+    # worker died (abandoned): unknown, which 0 would misstate.
+    Column("num_connections", Integer, comment="the pool's counter"),
+    Column("num_requests", Integer, comment="the pool's counter: attempts"),
+    Column("tcp_connections", Integer, comment="TCP connections opened"),
+    Column("requests_succeeded", Integer),
+    Column("requests_failed", Integer),
     Column("worker", String(255), nullable=False, comment="host:pid that ran the batch"),
     # One row per fire of a schedule, whichever daemon claims it; NULLs
     # (manual runs) never collide.
     UniqueConstraint("job_name", "scheduled_for"),
+    CheckConstraint(f"status IN ({_quoted(BATCH_STATUSES)})", name="status"),
+    CheckConstraint(f'"trigger" IN ({_quoted(TRIGGERS)})', name="trigger"),
+    CheckConstraint(COUNTERS_KNOWN, name="counters"),
     Index(None, "job_name", "started_at"),
     Index(None, "started_at"),
 )

@@ -6,19 +6,35 @@ Field names are the column names of the ``requests`` and ``batches`` tables
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 ErrorKind = Literal[
     "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
     "too_large", "other",
 ]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
-    "too_large", "other",
-)
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+# running: claimed, not finished; ok / partial / failed: every, some, no request got a
+# response; interrupted: stopped mid-batch, what it collected is stored; abandoned: its
+# worker died (a stale heartbeat).
+BatchStatus = Literal["running", "ok", "partial", "failed", "interrupted", "abandoned"]
+BATCH_STATUSES: tuple[BatchStatus, ...] = get_args(BatchStatus)
+Trigger = Literal["schedule", "manual"]
+TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailedAttempt:
+    """One attempt of a request that got no response: why, and when it ended."""
+
+    error_kind: ErrorKind
+    error: str
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error_kind": self.error_kind, "error": self.error, "at": self.at.isoformat()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,11 +63,25 @@ class RequestResult:
     attempts: int
     error_kind: ErrorKind | None = None
     error: str | None = None
+    failed_attempts: tuple[FailedAttempt, ...] = ()
 
     @property
     def failed(self) -> bool:
         """True when the request got no complete response (HTTP statuses are data)."""
         return self.error_kind is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Column names to JSON-ready values, and ``failed_attempts`` (oldest first)."""
+        return {
+            "position": self.position, "method": self.method, "url": self.url,
+            "query": self.query, "started_at": self.started_at.isoformat(),
+            "status": self.status, "content_type": self.content_type,
+            "body_length": self.body_length, "content_length": self.content_length,
+            "body_sha256": self.body_sha256, "elapsed_ms": self.elapsed_ms,
+            "connect_ms": self.connect_ms, "ttfb_ms": self.ttfb_ms, "reused": self.reused,
+            "attempts": self.attempts, "error_kind": self.error_kind, "error": self.error,
+            "failed_attempts": [a.to_dict() for a in self.failed_attempts],
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,9 +90,9 @@ class BatchResult:
 
     ``num_connections`` and ``num_requests`` are urllib3's pool counters:
     connection objects created and request attempts made (retries included).
-    ``tcp_connections`` counts successful TCP (and TLS) connects, which goes up
-    when a server closes a kept-alive connection and urllib3 reconnects the
-    same connection object.
+    ``tcp_connections`` counts TCP connections really opened (a TLS handshake
+    that then failed included), which goes up when a server closes a
+    kept-alive connection and urllib3 reconnects the same connection object.
     """
 
     url: str
@@ -85,7 +115,7 @@ class BatchResult:
         return sum(r.failed for r in self.requests)
 
     @property
-    def status(self) -> str:
+    def status(self) -> BatchStatus:
         """``ok`` (every request got a response), ``partial`` or ``failed`` (none did)."""
         if not self.requests_failed:
             return "ok"
@@ -106,8 +136,5 @@ class BatchResult:
             "tcp_connections": self.tcp_connections,
             "requests_succeeded": self.requests_succeeded,
             "requests_failed": self.requests_failed,
-            "requests": [
-                {**dataclasses.asdict(r), "started_at": r.started_at.isoformat()}
-                for r in self.requests
-            ],
+            "requests": [r.to_dict() for r in self.requests],
         }

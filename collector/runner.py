@@ -7,13 +7,10 @@ connections) and closes it. It returns a :class:`~collector.results.BatchResult`
 and never raises for what a server or the network does: a request that gets no
 response is a row with an ``error_kind``, and HTTP error statuses are data.
 
-Connections are counted twice, as DESIGN.md asks. The pool's own
-``num_connections``/``num_requests`` are copied as they are; ``tcp_connections``
-counts ``connect()`` calls that succeeded on the pool's connection objects,
-which is what really goes up when a server closes a kept-alive connection and
-urllib3 quietly reconnects the same object. Each connect and each attempt is
-also charged to the request in progress on that thread, which gives a
-request's ``reused``, ``connect_ms`` and ``attempts``.
+Connections are counted twice, as DESIGN.md asks: the pool's own
+``num_connections``/``num_requests`` as they are, and ``tcp_connections``
+through :mod:`collector.meter`, which also gives each request its
+``reused``, ``connect_ms``, ``attempts`` and failed attempts.
 
 This module knows nothing about the database.
 """
@@ -22,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
+import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -44,11 +41,18 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.response import BaseHTTPResponse
-from urllib3.util import Retry, Timeout, parse_url
+from urllib3.util import Timeout, parse_url
 
 from collector import __version__
-from collector.config import BatchSpec
-from collector.results import BatchResult, ErrorKind, RequestResult
+from collector.meter import (
+    AttemptLog,
+    AttemptRetry,
+    CountingHTTPConnection,
+    CountingHTTPSConnection,
+    Meter,
+)
+from collector.results import BatchResult, ErrorKind, FailedAttempt, RequestResult
+from collector.spec import BatchSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,127 +60,42 @@ USER_AGENT = f"collector/{__version__}"
 _CHUNK = 64 * 1024
 _BODY_METHODS = frozenset({"POST"})
 
-
-_Conn = TypeVar("_Conn", bound=HTTPConnection)
-
-
-class _Meter:
-    """Counts one pool's TCP connects and charges them, and attempts, to the thread's request."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._current = threading.local()
-        self.tcp_connections = 0
-
-    def begin_request(self) -> None:
-        self._current.connect_ms = None
-        self._current.reused = False
-        self._current.attempts = 0
-
-    def attempted(self) -> None:
-        self._current.attempts += 1
-        self._current.reused = False  # until this attempt's request() says otherwise
-
-    def connected(self, ms: float) -> None:
-        with self._lock:
-            self.tcp_connections += 1
-        self._current.connect_ms = ms
-
-    def sent(self, *, reused: bool) -> None:
-        self._current.reused = reused
-
-    def request_counts(self) -> tuple[bool, float | None, int]:
-        """For this thread's request: whether its last attempt was sent over an
-        already-used connection, the last connect's duration, the attempts."""
-        c = self._current
-        return c.reused, c.connect_ms, c.attempts
+OnRequest = Callable[[RequestResult], None]
 
 
-def _counting(base: type[_Conn], meter: _Meter) -> type[_Conn]:
-    """A subclass of ``base`` that reports its connects, and whether a request re-used it.
+@dataclass(frozen=True)
+class _Target:
+    """What every request of a batch shares, worked out once per batch."""
 
-    A request is sent over a re-used connection when the socket is open and
-    has already carried a request since it was connected. (HTTPS connects
-    before ``request()``, plain HTTP inside it.)
-    """
-
-    class CountingConnection(base):  # type: ignore[valid-type,misc]
-        _carried_request = False
-
-        def connect(self) -> None:
-            start = time.perf_counter()
-            super().connect()
-            self._carried_request = False
-            meter.connected(round((time.perf_counter() - start) * 1000, 3))
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            meter.sent(reused=self.sock is not None and self._carried_request)
-            super().request(*args, **kwargs)  # plain HTTP connects in here
-            self._carried_request = True
-
-    # urllib3 names the connection class in its messages; keep them as users know them.
-    CountingConnection.__name__ = CountingConnection.__qualname__ = base.__name__
-
-    return CountingConnection
+    origin: str  # scheme://host[:port], for the stored URL
+    path: str  # the URL's path and query string, sent as the request target
+    headers: dict[str, str]
+    body_method: bool
 
 
-class _AttemptCounting:
-    """Pool mixin: one call of ``_make_request`` is one attempt (what ``num_requests`` counts)."""
-
-    meter: _Meter
-
-    def _make_request(self, *args: Any, **kwargs: Any) -> BaseHTTPResponse:
-        self.meter.attempted()
-        return super()._make_request(*args, **kwargs)  # type: ignore[misc,no-any-return]
-
-
-class _HTTPPool(_AttemptCounting, HTTPConnectionPool):
-    pass
-
-
-class _HTTPSPool(_AttemptCounting, HTTPSConnectionPool):
-    pass
-
-
-def _open_pool(spec: BatchSpec, meter: _Meter) -> HTTPConnectionPool:
-    url = parse_url(spec.url)
-    assert url.host is not None, "config checks that a URL has a host"
-    options: dict[str, Any] = {
-        "maxsize": spec.pool_size,
-        "block": True,
-        "timeout": Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
-                           total=spec.timeout.total),
-        "retries": _retry(spec),
-    }
-    pool: HTTPConnectionPool
-    if url.scheme == "https":
-        pool = _HTTPSPool(url.host, url.port, ca_certs=spec.ca_file, **options)
-        pool.ConnectionCls = _counting(HTTPSConnection, meter)
-    else:
-        pool = _HTTPPool(url.host, url.port, **options)
-        pool.ConnectionCls = _counting(HTTPConnection, meter)
-    pool.meter = meter  # read by _AttemptCounting
-    return pool
-
-
-def _retry(spec: BatchSpec) -> Retry:
-    # Statuses are data: never retried, never raised, redirects returned as they are.
-    return Retry(total=spec.retries, redirect=False, raise_on_status=False,
-                 respect_retry_after_header=False, backoff_factor=0.2, backoff_max=5)
-
-
-def run_batch(spec: BatchSpec) -> BatchResult:
+def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None) -> BatchResult:
     """Send every query of ``spec`` through one pool and return what happened.
 
-    Requests come back in batch order whatever the concurrency.
+    Requests come back in batch order whatever the concurrency. ``on_request``
+    is called with each request's result as it finishes (from the sending
+    thread), for progress.
     """
-    meter = _Meter()
     queries = spec.queries or ({},)
     started_at = datetime.now(UTC)
+    problem = _local_problem(spec)
+    if problem is not None:
+        requests = [_unsent(spec, position, query, problem)
+                    for position, query in enumerate(queries)]
+        return _result(spec, started_at, requests, counts=(0, 0, 0))
+    meter = Meter()
+    target = _target(spec)
     pool = _open_pool(spec, meter)
     try:
         def send(position: int) -> RequestResult:
-            return _send(pool, meter, spec, position, queries[position])
+            result = _send(pool, meter, spec, target, position, queries[position])
+            if on_request is not None:
+                on_request(result)
+            return result
 
         if spec.concurrency == 1:
             requests = [send(i) for i in range(len(queries))]
@@ -184,15 +103,74 @@ def run_batch(spec: BatchSpec) -> BatchResult:
             with ThreadPoolExecutor(max_workers=spec.concurrency,
                                     thread_name_prefix="collector-request") as threads:
                 requests = list(threads.map(send, range(len(queries))))
-        num_connections, num_requests = pool.num_connections, pool.num_requests
+        counts = (pool.num_connections, pool.num_requests, meter.tcp_connections)
     finally:
         pool.close()
+    return _result(spec, started_at, requests, counts=counts)
+
+
+def _result(spec: BatchSpec, started_at: datetime, requests: list[RequestResult], *,
+            counts: tuple[int, int, int]) -> BatchResult:
     return BatchResult(
         url=spec.url, method=spec.method, pool_size=spec.pool_size,
         concurrency=spec.concurrency, started_at=started_at, finished_at=datetime.now(UTC),
-        num_connections=num_connections, num_requests=num_requests,
-        tcp_connections=meter.tcp_connections, requests=tuple(requests),
+        num_connections=counts[0], num_requests=counts[1], tcp_connections=counts[2],
+        requests=tuple(requests),
     )
+
+
+def _local_problem(spec: BatchSpec) -> tuple[ErrorKind, str] | None:
+    """What on this machine keeps the batch from being sent at all (a missing ``ca_file``)."""
+    if spec.ca_file is None or not spec.url.startswith("https:"):
+        return None
+    if not os.path.isfile(spec.ca_file):
+        return "tls", f"ca_file {spec.ca_file!r} is not a readable file on this machine"
+    return None
+
+
+def _unsent(spec: BatchSpec, position: int, fields: dict[str, str],
+            problem: tuple[ErrorKind, str]) -> RequestResult:
+    now = datetime.now(UTC)
+    return RequestResult(
+        position=position, method=spec.method, url=spec.url,
+        query=encode_query(fields, spec.fields), started_at=now, status=None,
+        content_type=None, body_length=None, content_length=None, body_sha256=None,
+        elapsed_ms=0.0, connect_ms=None, ttfb_ms=None, reused=False, attempts=0,
+        error_kind=problem[0], error=problem[1],
+    )
+
+
+def _target(spec: BatchSpec) -> _Target:
+    url = parse_url(spec.url)
+    origin = f"{url.scheme}://{url.host or ''}" + (f":{url.port}" if url.port is not None else "")
+    return _Target(origin=origin, path=url.request_uri,
+                   headers={"User-Agent": USER_AGENT, **spec.headers},
+                   body_method=spec.method in _BODY_METHODS)
+
+
+def _open_pool(spec: BatchSpec, meter: Meter) -> HTTPConnectionPool:
+    url = parse_url(spec.url)
+    assert url.host is not None, "job files and options check that a URL has a host"
+    timeout = Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
+                      total=spec.timeout.total)
+    pool: HTTPConnectionPool
+    if url.scheme == "https":
+        pool = HTTPSConnectionPool(url.host, url.port, maxsize=spec.pool_size, block=True,
+                                   timeout=timeout, ca_certs=spec.ca_file, meter=meter)
+        pool.ConnectionCls = CountingHTTPSConnection
+    else:
+        pool = HTTPConnectionPool(url.host, url.port, maxsize=spec.pool_size, block=True,
+                                  timeout=timeout, meter=meter)
+        pool.ConnectionCls = CountingHTTPConnection
+    return pool
+
+
+def _retry(spec: BatchSpec, attempts: AttemptLog) -> AttemptRetry:
+    # Statuses are data: never retried, never raised, redirects returned as they are.
+    retry = AttemptRetry(total=spec.retries, redirect=False, raise_on_status=False,
+                         respect_retry_after_header=False, backoff_factor=0.2, backoff_max=5)
+    retry.log = attempts
+    return retry
 
 
 def encode_query(query: dict[str, str], common: dict[str, str]) -> str:
@@ -201,19 +179,17 @@ def encode_query(query: dict[str, str], common: dict[str, str]) -> str:
     return urlencode(merged)
 
 
-def _send(pool: HTTPConnectionPool, meter: _Meter, spec: BatchSpec, position: int,
-          fields: dict[str, str]) -> RequestResult:
+def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Target,
+          position: int, fields: dict[str, str]) -> RequestResult:
     query = encode_query(fields, spec.fields)
-    target = parse_url(spec.url).request_uri
-    headers = {"User-Agent": USER_AGENT, **spec.headers}
-    body: bytes | None = None
-    if spec.method in _BODY_METHODS:
+    path, headers, body = target.path, target.headers, None
+    if target.body_method:
         body = query.encode()
-        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
     elif query:
-        target += ("&" if "?" in target else "?") + query
-    url = _origin(spec.url) + target
+        path += ("&" if "?" in path else "?") + query
 
+    attempts = AttemptLog(classify)
     meter.begin_request()
     started_at = datetime.now(UTC)
     start = time.perf_counter()
@@ -222,10 +198,11 @@ def _send(pool: HTTPConnectionPool, meter: _Meter, spec: BatchSpec, position: in
     sha256: str | None = None
     error: tuple[ErrorKind, str] | None = None
     try:
-        response = pool.urlopen(spec.method, target, body=body, headers=headers,
-                                redirect=False, preload_content=False, decode_content=False)
+        response = pool.urlopen(spec.method, path, body=body, headers=headers,
+                                retries=_retry(spec, attempts), redirect=False,
+                                preload_content=False, decode_content=False)
     except Exception as exc:  # one failing request never stops the batch
-        error = _classify(exc)
+        error = classify(exc)
     else:
         ttfb_ms = _ms_since(start)
         status = response.status
@@ -237,14 +214,19 @@ def _send(pool: HTTPConnectionPool, meter: _Meter, spec: BatchSpec, position: in
             if error is not None:
                 response.close()  # a half-read connection is never reused
             response.release_conn()
-    reused, connect_ms, attempts = meter.request_counts()
+    failed = tuple(attempts.failed)
+    if error is not None and status is not None:
+        # The body failed after a response arrived: that attempt failed too.
+        failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC)),)
+    tries = len(attempts.failed) + (status is not None)
+    reused, connect_ms = meter.request_counts()
     return RequestResult(
-        position=position, method=spec.method, url=url, query=query, started_at=started_at,
-        status=status, content_type=content_type, body_length=body_length,
-        content_length=content_length, body_sha256=sha256, elapsed_ms=_ms_since(start),
-        connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
-        attempts=attempts, error_kind=error[0] if error else None,
-        error=error[1] if error else None,
+        position=position, method=spec.method, url=target.origin + path, query=query,
+        started_at=started_at, status=status, content_type=content_type,
+        body_length=body_length, content_length=content_length, body_sha256=sha256,
+        elapsed_ms=_ms_since(start), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
+        attempts=max(tries, 1), error_kind=error[0] if error else None,
+        error=error[1] if error else None, failed_attempts=failed,
     )
 
 
@@ -267,12 +249,12 @@ def _read_body(response: BaseHTTPResponse, spec: BatchSpec,
                                       f"body not read within the total timeout "
                                       f"({spec.timeout.total:g}s)")
     except Exception as exc:
-        return length, None, _classify(exc)
+        return length, None, classify(exc)
     return length, digest.hexdigest(), None
 
 
-def _classify(exc: BaseException) -> tuple[ErrorKind, str]:
-    """Translate urllib3's exception into an error kind and a one-line message."""
+def classify(exc: BaseException) -> tuple[ErrorKind, str]:
+    """urllib3's exception as an error kind and a one-line message (at most 500 characters)."""
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     kind: ErrorKind
@@ -295,14 +277,6 @@ def _classify(exc: BaseException) -> tuple[ErrorKind, str]:
             log.warning("unexpected error from a request", exc_info=exc)
     message = " ".join(f"{type(exc).__name__}: {exc}".split())
     return kind, message[:500]
-
-
-def _origin(url: str) -> str:
-    parsed = parse_url(url)
-    netloc = parsed.host or ""
-    if parsed.port is not None:
-        netloc += f":{parsed.port}"
-    return f"{parsed.scheme}://{netloc}"
 
 
 def _int_header(value: str | None) -> int | None:

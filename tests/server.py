@@ -12,6 +12,11 @@ Endpoints (any method):
 - ``/garbage``        a reply that is not HTTP
 - ``/hangup``         closes the connection without a reply
 - ``/slow-body/S``    headers at once, then the body after S seconds
+- ``/flaky/KEY``      hangs up without a reply the first time KEY is asked for,
+                      answers 200 after that
+
+With ``tls`` the server speaks HTTPS; ``accepted`` counts TCP connections,
+those whose TLS handshake then failed included.
 
 ``close_every=N`` answers every Nth response on a connection with
 ``Connection: close`` and closes it (as nginx's ``keepalive_requests`` does);
@@ -26,6 +31,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -53,6 +59,8 @@ class Handler(BaseHTTPRequestHandler):
             server.in_flight += 1
             server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
             server.seen.append((self.command, self.path, body, dict(self.headers)))
+        if server.before_answer is not None:
+            server.before_answer()
         try:
             self._route(parts.path.split("/")[1:], parse_qs(parts.query))
         finally:
@@ -92,6 +100,14 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif head == "hangup":
             self.close_connection = True
+        elif head == "flaky":
+            with self.server.lock:
+                first = arg not in self.server.flaky_seen
+                self.server.flaky_seen.add(arg)
+            if first:
+                self.close_connection = True
+            else:
+                self._answer(200, b"second time lucky")
         elif head == "slow-body":
             self.send_response(200)
             self.send_header("Content-Length", "4")
@@ -145,16 +161,20 @@ class LocalServer(ThreadingHTTPServer):
         self.in_flight = 0
         self.peak_in_flight = 0
         self.seen: list[tuple[str, str, bytes, dict[str, str]]] = []
-        self.scheme = "http"
-        if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
-            self.scheme = "https"
+        self.flaky_seen: set[str] = set()
+        # Called before each answer, for what the world does while a request is in flight.
+        self.before_answer: Callable[[], object] | None = None
+        self.tls = tls
+        self.scheme = "http" if tls is None else "https"
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
 
     def get_request(self) -> tuple[socket.socket, object]:
         conn, address = super().get_request()
         with self.lock:
-            self.accepted += 1
+            self.accepted += 1  # a TCP connection, counted before any TLS handshake
+        if self.tls is not None:
+            # A failed handshake raises ssl.SSLError, an OSError: socketserver drops it.
+            conn = self.tls.wrap_socket(conn, server_side=True)
         return conn, address
 
     def handle_error(self, request: object, client_address: object) -> None:

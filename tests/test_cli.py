@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select
 
-import collector.store
 from collector.models import batches, requests
-from collector.store import _head, open_store
+from collector.store import open_store, schema
+from collector.store.schema import head_revision, migrations_location
 from tests.cli import assert_one_line_error, invoke
+from tests.conftest import database_outage
 from tests.server import LocalServer
 
 COLLECTOR = Path(sys.executable).parent / "collector"
@@ -145,14 +146,25 @@ headers = {{ Authorization = "Bearer ${{SEARCH_TOKEN}}" }}
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--url", "ftp://example.test/"], '--url: "ftp://example.test/" is not an http'),
     (["--url", "not a url"], "--url: "),
-    (["--url", "http://127.0.0.1:1/", "--query", "python"], "--query: 'python' is not name=value"),
-    (["--url", "http://127.0.0.1:1/", "--header", "NoColon"], "--header: 'NoColon' is not"),
+    (["--url", "http://127.0.0.1:1/", "--query", "python"], '--query: "python" is not name=value'),
+    (["--url", "http://127.0.0.1:1/", "--field", "v"], '--field: "v" is not name=value'),
+    (["--url", "http://127.0.0.1:1/", "--header", "NoColon"], '--header: "NoColon" is not'),
+    (["--url", "http://127.0.0.1:1/", "-H", "Bad Name: x"],
+     '--header: "Bad Name" is not a valid header name'),
     (["--url", "http://127.0.0.1:1/", "--pool-size", "0"], "--pool-size: 0 must be between"),
-    (["--url", "http://127.0.0.1:1/", "--timeout", "0"], "--timeout: 0.0 must be > 0"),
+    (["--url", "http://127.0.0.1:1/", "--timeout", "0"], '--timeout: "0" must be > 0'),
+    (["--url", "http://127.0.0.1:1/", "--timeout", "5x"], '--timeout: "5x" is not a duration'),
+    (["--url", "http://127.0.0.1:1/", "--total-timeout", "x"],
+     '--total-timeout: "x" is not a duration'),
+    (["--url", "http://127.0.0.1:1/", "--max-body", "lots"], '--max-body: "lots" is not a size'),
+    (["--url", "http://127.0.0.1:1/", "--name", "a b"], '--name: "a b": a job name is'),
+    (["jobs/search.toml", "--timeout", "5s"], "--timeout cannot be combined with a job;"),
+    (["jobs/search.toml", "-q", "q=x"], "--query cannot be combined with a job;"),
     (["--url", "http://127.0.0.1:1/", "--method", "PUT"], '--method: "PUT" is not one of'),
     (["--url", "http://127.0.0.1:1/", "--job", "x"], "--job needs a job file"),
     ([], "give a job file, a job's name or --url"),
-    (["missing.toml"], "missing.toml: no such job file"),
+    (["missing.toml"], "missing.toml: no such job file, and no stored job has that name"),
+    (["jobs/missing.toml"], "jobs/missing.toml: no such job file"),
     (["jobs/search.toml", "--url", "http://x/"], "--url cannot be combined with a job;"),
     (["--url", "http://127.0.0.1:1/", "--db", "nonsense://x"], "unknown database type"),
 ])
@@ -186,17 +198,20 @@ def test_an_unreachable_database_exits_1_before_running(server: LocalServer) -> 
     assert out == "" and server.seen == []
 
 
-def test_a_batch_that_cannot_be_stored_is_still_printed(sqlite_url: str,
+def test_a_batch_that_cannot_be_stored_is_still_printed(postgres_url: str,
                                                         server: LocalServer) -> None:
-    with open_store(sqlite_url) as store, store.engine.begin() as conn:
-        conn.execute(text("DROP TABLE requests"))  # broken behind collector's back
-    code, out, err = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
-                            "--db", sqlite_url, "--json")
+    outage = database_outage(postgres_url)
+    server.before_answer = outage.__enter__  # the database goes away while the batch runs
+    try:
+        code, out, err = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
+                                "--db", postgres_url, "--json")
+    finally:
+        outage.__exit__(None, None, None)
     assert code == 1
-    assert_one_line_error(err, "the batch ran (printed above) but was not stored")
+    assert_one_line_error(err, "the batch ran (printed above) but was not stored: database ")
     document = json.loads(out)
     assert document["batch_id"] is None and document["requests"][0]["status"] == 200
-    with open_store(sqlite_url) as store, store.engine.connect() as conn:
+    with open_store(postgres_url) as store, store.engine.connect() as conn:
         assert conn.execute(select(batches)).all() == []  # all or nothing
 
 
@@ -216,9 +231,9 @@ def test_db_upgrade_and_info(db_url: str) -> None:
     code, out, _ = invoke("db", "info", "--db", db_url)
     assert code == 0 and "revision: none" in out and "empty" in out
     code, out, _ = invoke("db", "upgrade", "--db", db_url)
-    assert code == 0 and f"upgraded from revision none to {_head()}" in out
+    assert code == 0 and f"upgraded from revision none to {head_revision()}" in out
     code, out, _ = invoke("db", "upgrade", "--db", db_url)
-    assert code == 0 and f"already at revision {_head()}" in out
+    assert code == 0 and f"already at revision {head_revision()}" in out
     invoke("demo", "--db", db_url)
     code, out, _ = invoke("db", "info", "--db", db_url)
     assert code == 0
@@ -284,11 +299,10 @@ def test_an_older_schema_asks_for_db_upgrade(db_url: str, tmp_path: Path,
                                              server: LocalServer) -> None:
     assert invoke("demo", "--db", db_url)[0] == 0  # the database is at this collector's head
     newer = tmp_path / "migrations"
-    shutil.copytree(Path(collector.__file__).parent / "migrations", newer,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    head = _head()
+    shutil.copytree(migrations_location(), newer, ignore=shutil.ignore_patterns("__pycache__"))
+    head = head_revision()
     (newer / "versions" / "next_note.py").write_text(NEXT_REVISION.format(head=head))
-    monkeypatch.setattr(collector.store, "MIGRATIONS", str(newer))  # a newer collector
+    monkeypatch.setattr(schema, "migrations_location", lambda: str(newer))  # a newer collector
 
     code, out, err = invoke("run-once", "--url", server.url("/search"), "--db", db_url)
     assert code == 1 and out == "" and server.seen == []

@@ -12,8 +12,9 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.config import BatchSpec, load_job_file
+from collector.jobfile import load_job_file
 from collector.runner import run_batch
+from collector.spec import BatchSpec
 from collector.store import open_store
 from tests.dataset import fill
 from tests.server import LocalServer

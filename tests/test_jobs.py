@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from collector.config import load_job_file
+from collector.jobfile import load_job_file
 from collector.models import batches, jobs
 from collector.store import open_store
 from tests.cli import assert_one_line_error, invoke

@@ -10,8 +10,8 @@ import time
 import pytest
 from urllib3.exceptions import NameResolutionError
 
-from collector.config import BatchSpec, Timeouts
-from collector.runner import _classify, run_batch
+from collector.runner import classify, run_batch
+from collector.spec import BatchSpec, Timeouts
 from tests.server import Blackhole, LocalServer
 
 
@@ -71,12 +71,36 @@ def test_tls_connections_are_counted_too(tls_context: ssl.SSLContext, ca_file: s
 
 
 def test_an_untrusted_certificate_is_a_tls_error(https_server: LocalServer) -> None:
-    result = run_batch(batch(https_server.url("/search"), 1))
+    result = run_batch(batch(https_server.url("/search"), 2))
+    for request in result.requests:
+        assert request.error_kind == "tls"
+        assert request.status is None
+        assert "certificate" in (request.error or "").lower()
+    # Each handshake failed on a TCP connection that was really opened.
+    assert result.tcp_connections == https_server.accepted == 2
+    assert all(r.connect_ms is not None and not r.reused for r in result.requests)
+
+
+def test_every_failed_handshake_counts_its_tcp_connection(https_server: LocalServer) -> None:
+    # The system's CAs do not know trustme's: each attempt opens a TCP connection,
+    # then fails the handshake; with 2 retries that is 3 connections for 1 request.
+    result = run_batch(BatchSpec(url=https_server.url("/search"), retries=2))
     (request,) = result.requests
-    assert request.error_kind == "tls"
-    assert request.status is None
-    assert "certificate" in (request.error or "").lower()
-    assert result.tcp_connections == 0
+    assert (request.error_kind, request.attempts) == ("tls", 3)
+    assert [a.error_kind for a in request.failed_attempts] == ["tls"] * 3
+    assert result.tcp_connections == https_server.accepted == 3
+    assert result.num_requests == 3
+
+
+def test_a_missing_ca_file_is_the_batchs_error(server: LocalServer, tmp_path: object) -> None:
+    result = run_batch(BatchSpec(url="https://127.0.0.1:1/x", ca_file=f"{tmp_path}/gone.pem",
+                                 queries=({"q": "a"}, {"q": "b"})))
+    assert [r.error_kind for r in result.requests] == ["tls", "tls"]
+    assert "gone.pem" in (result.requests[0].error or "")
+    assert "is not a readable file on this machine" in (result.requests[0].error or "")
+    assert [r.query for r in result.requests] == ["q=a", "q=b"]
+    assert (result.num_connections, result.num_requests, result.tcp_connections) == (0, 0, 0)
+    assert result.status == "failed"
 
 
 def test_concurrency_shares_one_pool_and_overlaps(server: LocalServer) -> None:
@@ -191,9 +215,38 @@ def test_protocol_errors(server: LocalServer, path: str) -> None:
 
 def test_retries_are_attempts_and_pool_requests(server: LocalServer) -> None:
     result = run_batch(BatchSpec(url=server.url("/hangup"), retries=2))
-    assert result.requests[0].attempts == 3
+    request = result.requests[0]
+    assert request.attempts == 3
     assert result.num_requests == 3
     assert len(server.seen) == 3
+    # Every failed attempt is kept, oldest first, with its kind, message and time.
+    assert [a.error_kind for a in request.failed_attempts] == ["protocol"] * 3
+    assert all("RemoteDisconnected" in a.error or "closed" in a.error.lower()
+               for a in request.failed_attempts)
+    times = [a.at for a in request.failed_attempts]
+    assert times == sorted(times) and request.started_at <= times[0]
+
+
+def test_a_retry_that_succeeds_keeps_the_failed_attempt(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/flaky/a"), retries=1))
+    (request,) = result.requests
+    assert (request.status, request.error_kind, request.attempts) == (200, None, 2)
+    (failed,) = request.failed_attempts
+    assert failed.error_kind == "protocol"
+    assert request.started_at <= failed.at <= result.finished_at
+    assert result.num_requests == 2 and len(server.seen) == 2
+
+
+def test_without_failures_there_are_no_failed_attempts(server: LocalServer) -> None:
+    result = run_batch(batch(server.url("/search"), 3, retries=2))
+    assert [(r.attempts, r.failed_attempts) for r in result.requests] == [(1, ())] * 3
+
+
+def test_a_body_failure_is_a_failed_attempt(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/truncated"), retries=2))
+    request = result.requests[0]
+    assert (request.status, request.error_kind, request.attempts) == (200, "protocol", 1)
+    assert [a.error_kind for a in request.failed_attempts] == ["protocol"]
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -264,4 +317,4 @@ def test_name_resolution_errors_are_dns() -> None:
     # Resolving a name would query this machine's DNS server, which tests must
     # not reach; the classification is checked on urllib3's own exception.
     exc = NameResolutionError("no.such.host", None, socket.gaierror(-2, "Name not known"))  # type: ignore[arg-type]
-    assert _classify(exc)[0] == "dns"
+    assert classify(exc)[0] == "dns"

@@ -8,17 +8,17 @@ import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, delete, inspect, select, text
+from sqlalchemy import create_engine, delete, insert, inspect, select, text
 
-from collector.config import BatchSpec
 from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch
 from collector.models import batches, metadata, requests
 from collector.results import BatchResult
 from collector.runner import run_batch
-from collector.store import _alembic_config, _head, open_store
+from collector.spec import BatchSpec
+from collector.store import open_store
+from collector.store.schema import head_revision
 from tests.server import LocalServer
 
 
@@ -57,7 +57,7 @@ def test_save_batch_writes_every_request(db_url: str, result: BatchResult) -> No
 
 def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
     with open_store(db_url) as store:
-        ids = [store.save_batch(result, job_name="search") for _ in range(3)]
+        ids = [store.save_batch(result, job_name="search") or 0 for _ in range(3)]
         assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9}
     assert ids == sorted(ids) and len(set(ids)) == 3
 
@@ -65,12 +65,15 @@ def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
 def test_a_schedule_fire_is_stored_once(db_url: str, result: BatchResult) -> None:
     fire = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     with open_store(db_url) as store:
-        store.save_batch(result, job_name="search", trigger="schedule", scheduled_for=fire)
-        with pytest.raises(DatabaseUnavailable):
-            store.save_batch(result, job_name="search", trigger="schedule", scheduled_for=fire)
+        first = store.save_batch(result, job_name="search", trigger="schedule",
+                                 scheduled_for=fire)
+        assert first is not None
+        again = store.save_batch(result, job_name="search", trigger="schedule",
+                                 scheduled_for=fire)
+        assert again is None  # claimed already: an answer, not an error
         store.save_batch(result, job_name="search")  # manual runs never collide
         store.save_batch(result, job_name="search")
-        assert store.info().row_counts["batches"] == 3  # the failed save left nothing
+        assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9}
 
 
 def test_deleting_a_batch_deletes_its_requests(db_url: str, result: BatchResult) -> None:
@@ -98,7 +101,7 @@ def test_an_empty_database_gets_the_schema_on_first_use(db_url: str) -> None:
         assert store.revision() is None
         assert store.info().state.startswith("empty")
     with open_store(db_url) as store:
-        assert store.revision() == _head()
+        assert store.revision() == head_revision()
         assert store.info().state == "up to date"
         assert {"batches", "requests", "alembic_version"} <= set(
             inspect(store.engine).get_table_names())
@@ -112,20 +115,46 @@ def test_models_and_migrations_agree(db_url: str) -> None:
 
 def test_migrations_go_down_and_up_again(db_url: str) -> None:
     with open_store(db_url) as store:
-        for target, up in (("base", False), ("head", True)):
-            with store.engine.begin() as conn:
-                config = _alembic_config()
-                config.attributes["connection"] = conn
-                (command.upgrade if up else command.downgrade)(config, target)
-            tables = set(inspect(store.engine).get_table_names())
-            assert ({"batches", "requests"} <= tables) is up
-        assert store.revision() == _head()
+        store.downgrade("base")
+        assert not {"batches", "requests", "jobs"} & set(inspect(store.engine).get_table_names())
+        store.upgrade()
+        assert {"batches", "requests", "jobs"} <= set(inspect(store.engine).get_table_names())
+        assert store.revision() == head_revision()
+
+
+def test_migrating_keeps_every_row(db_url: str, result: BatchResult) -> None:
+    # 0003 rebuilds the batches table on SQLite; with foreign keys on, dropping the
+    # old table would cascade to every request row.
+    with open_store(db_url) as store:
+        store.downgrade("0002")
+        with store.engine.begin() as conn:
+            conn.execute(insert(batches).values(
+                job_name="old", trigger="manual", started_at=result.started_at,
+                finished_at=result.finished_at, status="ok", url=result.url, method="GET",
+                pool_size=1, concurrency=1, num_connections=1, num_requests=1,
+                tcp_connections=1, requests_succeeded=1, requests_failed=0, worker="h:1"))
+            batch_id = conn.execute(select(batches.c.id)).scalar_one()
+            conn.execute(insert(requests).values(
+                batch_id=batch_id, position=0, method="GET", url=result.url, query="",
+                started_at=result.started_at, elapsed_ms=1.0, reused=False, attempts=1))
+        store.upgrade()
+        assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1}
+        fire = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+        running = store.claim("new", BatchSpec(url=result.url), scheduled_for=fire)
+        assert running is not None
+        store.downgrade("0002")  # what never finished becomes failed, with zero counters
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(batches.c.job_name, batches.c.status,
+                                       batches.c.num_connections)
+                                .order_by(batches.c.id)).all()
+        assert [tuple(r) for r in rows] == [("old", "ok", 1), ("new", "failed", 0)]
+        assert store.info().row_counts["requests"] == 1
 
 
 def test_upgrade_reports_before_and_after(db_url: str) -> None:
     with open_store(db_url, ensure_schema=False) as store:
-        assert store.upgrade() == (None, _head())
-        assert store.upgrade() == (_head(), _head())
+        assert store.upgrade() == (None, head_revision())
+        assert store.upgrade() == (head_revision(), head_revision())
 
 
 def test_a_newer_schema_is_refused(db_url: str) -> None:
@@ -154,7 +183,7 @@ def test_daemons_starting_together_create_the_schema_once(db_url: str) -> None:
     failures = [stderr for stderr, code in outcomes if code != 0]
     assert failures == []
     with open_store(db_url) as store:
-        assert store.revision() == _head()
+        assert store.revision() == head_revision()
 
 
 def test_threads_starting_together_create_the_schema_once(db_url: str) -> None:
@@ -173,7 +202,7 @@ def test_threads_starting_together_create_the_schema_once(db_url: str) -> None:
         thread.join()
     assert errors == []
     with open_store(db_url) as store:
-        assert store.revision() == _head()
+        assert store.revision() == head_revision()
 
 
 def test_sqlite_is_set_up_for_several_processes(sqlite_url: str) -> None:
@@ -186,11 +215,11 @@ def test_sqlite_is_set_up_for_several_processes(sqlite_url: str) -> None:
 def test_a_missing_sqlite_folder_is_created(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/a/b/c.db"
     with open_store(url) as store:
-        assert store.revision() == _head()
+        assert store.revision() == head_revision()
 
 
 def test_an_unreachable_database_is_one_clear_error() -> None:
-    with pytest.raises(DatabaseUnavailable) as caught:
+    with pytest.raises(DatabaseUnavailable, match="127.0.0.1") as caught:
         open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert "\n" not in str(caught.value) and "127.0.0.1" in str(caught.value)
 
@@ -206,10 +235,7 @@ def test_a_bad_database_url_is_a_config_error(url: str, message: str) -> None:
 
 def test_info_on_an_older_schema(db_url: str) -> None:
     with open_store(db_url) as store:
-        with store.engine.begin() as conn:
-            config = _alembic_config()
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0001")  # before the jobs table
+        store.downgrade("0001")  # before the jobs table
         about = store.info()
     assert about.revision == "0001" and about.state == "needs `collector db upgrade`"
     assert about.row_counts == {"batches": 0, "requests": 0}

@@ -11,22 +11,24 @@ from collector.cli.options import (
     CaFileOption,
     ConcurrencyOption,
     DbOption,
+    FieldOption,
     Format,
     FormatOption,
     HeaderOption,
+    MaxBodyOption,
     MethodOption,
     PoolSizeOption,
     QueryOption,
     RetriesOption,
+    TimeoutOption,
+    TotalTimeoutOption,
     UrlOption,
+    batch_values,
     open_db,
-    parse_headers,
-    parse_query,
 )
 from collector.cli.render import records
-from collector.config import job_from_options, job_to_toml
-from collector.errors import ConfigError
-from collector.jobs import Action, JobFilesInvalid, apply_jobs, read_jobs
+from collector.errors import ConfigError, JobFilesInvalid
+from collector.jobs import Action, apply_jobs, read_jobs
 
 app = typer.Typer(help="Manage jobs: from job files (validate, apply) or one by one.",
                   no_args_is_help=True)
@@ -101,14 +103,18 @@ def list_(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     rows = [{"name": s.name, "enabled": s.job.enabled, "schedule": s.schedule,
              "url": s.job.batch.url, "queries": len(s.job.batch.queries) or 1,
              "source": s.source if fmt != "table" else _shown(s.source),
-             "created_at": s.created_at, "updated_at": s.updated_at} for s in stored]
+             "created_at": s.created_at, "updated_at": s.updated_at} for s in stored.jobs]
     typer.echo(records(rows, fmt, columns=["name", "enabled", "schedule", "queries", "url",
                                            "source"], right=frozenset({"queries"})))
+    for broken in stored.broken:  # listed apart, so the others stay usable
+        typer.echo(f"collector: warning: {broken}", err=True)
 
 
 @app.command()
 def show(name: _Name, db: DbOption = None) -> None:
     """Print a stored job as a job file table (save it to a .toml file to edit it)."""
+    from collector.definition import job_to_toml
+
     with open_db(db) as store:
         stored = store.job(name)
     typer.echo(f"# source: {_shown(stored.source)}; created {stored.created_at:%Y-%m-%d %H:%M:%S}"
@@ -128,38 +134,35 @@ def add(
         = None,
     timezone: Annotated[str, typer.Option(
         metavar="ZONE", help="The time zone of a cron schedule.")] = "UTC",
-    field: Annotated[list[str] | None, typer.Option(
-        "--field", metavar="NAME=VALUE", help="A field sent with every query. Repeatable.")]
-        = None,
-    method: MethodOption = "GET",
-    pool_size: PoolSizeOption = 1,
-    concurrency: ConcurrencyOption = 1,
-    timeout: Annotated[str, typer.Option(
-        metavar="DURATION", help="Connect and read timeout, each.")] = "10s",
-    retries: RetriesOption = 0,
+    jitter: Annotated[str | None, typer.Option(
+        metavar="DURATION", help="Spread the job's runs by up to this much.")] = None,
+    field: FieldOption = None,
+    method: MethodOption = None,
+    pool_size: PoolSizeOption = None,
+    concurrency: ConcurrencyOption = None,
+    timeout: TimeoutOption = None,
+    total_timeout: TotalTimeoutOption = None,
+    retries: RetriesOption = None,
     header: HeaderOption = None,
     ca_file: CaFileOption = None,
-    max_body: Annotated[str | None, typer.Option(
-        metavar="SIZE", help="The largest body to read, e.g. 10MB (default 10 MiB).")] = None,
+    max_body: MaxBodyOption = None,
     disabled: Annotated[bool, typer.Option(
         "--disabled", help="Store the job without scheduling it.")] = False,
     db: DbOption = None,
 ) -> None:
     """Add a job without a job file (its source is "cli")."""
+    from collector.jobfile import job_from_options
+
     if url is None:
         raise ConfigError("--url is required")
     if (every is None) == (cron is None):
         raise ConfigError("give the schedule with --every or --cron (one of them)")
-    fields: dict[str, str] = {}
-    for item in field or []:
-        fields.update(parse_query(item))
-    job = job_from_options(
-        name, url=url, queries=[parse_query(q) for q in query or []], every=every, cron=cron,
-        timezone=timezone, fields=fields, method=method, pool_size=pool_size,
-        concurrency=concurrency, timeout=timeout, retries=retries,
-        headers=parse_headers(header or []), ca_file=ca_file, max_body=max_body,
-        enabled=not disabled,
-    )
+    values = batch_values(url=url, query=query, field=field, method=method,
+                          pool_size=pool_size, concurrency=concurrency, timeout=timeout,
+                          total_timeout=total_timeout, retries=retries, header=header,
+                          ca_file=ca_file, max_body=max_body)
+    job = job_from_options(name, {**values, "every": every, "cron": cron, "timezone": timezone,
+                                  "jitter": jitter, "enabled": not disabled})
     with open_db(db) as store:
         store.add_job(job)
     typer.echo(f"added {job.name}")

@@ -1,15 +1,22 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and turning option text into job-file values.
+
+Every duration option takes the job file's durations (``250ms``, ``5s``,
+``1m``; a bare number is seconds) and every size option its sizes; the values
+are checked by the same code as a job file (:mod:`collector.jobfile`), so the
+messages are the same, naming the option.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
 import typer
 
-from collector.config import resolve_database_url
 from collector.errors import ConfigError
+from collector.quantities import show
+from collector.settings import resolve_database_url
 
 if TYPE_CHECKING:
     from collector.store import Store
@@ -31,33 +38,50 @@ class Format(StrEnum):
 FormatOption = Annotated[Format, typer.Option(
     "--format", "-f", help="table for people, json or csv for programs and spreadsheets.")]
 
-
+# The batch's options: None means "not given", so a job file's default applies.
 UrlOption = Annotated[str | None, typer.Option(
     metavar="URL", help="The http:// or https:// URL every query is sent to.")]
 QueryOption = Annotated[list[str] | None, typer.Option(
     "--query", "-q", metavar="QUERY",
     help="One request's fields, form-encoded: 'q=python&v=1.0'. Repeat for each request.")]
-MethodOption = Annotated[str, typer.Option(
-    metavar="METHOD", help="GET, HEAD or POST (fields as a form body).")]
-PoolSizeOption = Annotated[int, typer.Option(
-    metavar="N", help="Connections the batch's one pool may hold (urllib3 maxsize).")]
-ConcurrencyOption = Annotated[int, typer.Option(
-    metavar="N", help="Threads sending requests through the one pool.")]
-TimeoutOption = Annotated[float, typer.Option(
-    metavar="SECONDS", help="Connect and read timeout, each.")]
-RetriesOption = Annotated[int, typer.Option(
-    metavar="N", help="Retries after a connection or read error (statuses are never retried).")]
+FieldOption = Annotated[list[str] | None, typer.Option(
+    "--field", metavar="NAME=VALUE",
+    help="A field sent with every query (a query's own value wins). Repeatable.")]
+MethodOption = Annotated[str | None, typer.Option(
+    metavar="METHOD", help="GET (default), HEAD, or POST (fields as a form body).",
+    show_default=False)]
+PoolSizeOption = Annotated[int | None, typer.Option(
+    metavar="N", help="Connections the batch's one pool may hold (urllib3 maxsize; default 1).",
+    show_default=False)]
+ConcurrencyOption = Annotated[int | None, typer.Option(
+    metavar="N", help="Threads sending requests through the one pool (default 1).",
+    show_default=False)]
+TimeoutOption = Annotated[str | None, typer.Option(
+    metavar="DURATION",
+    help="Connect and read timeout, each: 250ms, 5s, 1m or seconds (default 10s).",
+    show_default=False)]
+TotalTimeoutOption = Annotated[str | None, typer.Option(
+    "--total-timeout", metavar="DURATION",
+    help="Time allowed for a whole request, body included (default: none).",
+    show_default=False)]
+RetriesOption = Annotated[int | None, typer.Option(
+    metavar="N", help="Retries after a connection or read error (statuses are never retried; "
+                      "default 0).", show_default=False)]
 HeaderOption = Annotated[list[str] | None, typer.Option(
     "--header", "-H", metavar="'NAME: VALUE'", help="A request header. Repeatable.")]
 CaFileOption = Annotated[str | None, typer.Option(
     metavar="PEM", help="CA certificates to trust for https://, instead of the system's.")]
+MaxBodyOption = Annotated[str | None, typer.Option(
+    metavar="SIZE", help="The largest body to read: bytes, or 512KiB, 10MB (default 10MiB).",
+    show_default=False)]
 
 
-def parse_query(text: str) -> dict[str, str]:
+def parse_fields(text: str, option: str) -> dict[str, str]:
+    """``q=python&v=1.0`` as a dict; ConfigError naming ``option``."""
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
     except ValueError:
-        raise ConfigError(f"--query: {text!r} is not name=value pairs joined by & "
+        raise ConfigError(f"{option}: {show(text)} is not name=value pairs joined by & "
                           "(like 'q=python&v=1.0')") from None
     return dict(pairs)
 
@@ -67,9 +91,35 @@ def parse_headers(lines: list[str]) -> dict[str, str]:
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name.strip():
-            raise ConfigError(f"--header: {line!r} is not 'Name: value'")
+            raise ConfigError(f"--header: {show(line)} is not 'Name: value'")
         headers[name.strip()] = value.strip()
     return headers
+
+
+def batch_values(*, url: str | None, query: list[str] | None, field: list[str] | None,
+                 method: str | None, pool_size: int | None, concurrency: int | None,
+                 timeout: str | None, total_timeout: str | None, retries: int | None,
+                 header: list[str] | None, ca_file: str | None,
+                 max_body: str | None) -> dict[str, Any]:
+    """The batch options as job-file keys; a key is None when its option was not given."""
+    fields: dict[str, str] | None = None
+    if field:
+        fields = {}
+        for item in field:
+            fields.update(parse_fields(item, "--field"))
+    timeouts: object = timeout
+    if total_timeout is not None:
+        timeouts = {"total": total_timeout}
+        if timeout is not None:
+            timeouts = {"connect": timeout, "read": timeout, "total": total_timeout}
+    return {
+        "url": url,
+        "queries": [parse_fields(q, "--query") for q in query] if query else None,
+        "fields": fields, "method": method, "pool_size": pool_size,
+        "concurrency": concurrency, "timeout": timeouts, "retries": retries,
+        "headers": parse_headers(header) if header else None, "ca_file": ca_file,
+        "max_body": max_body,
+    }
 
 
 def open_db(db: str | None, *, ensure_schema: bool = True) -> Store:

@@ -25,8 +25,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
-                where: str | None) -> str:
-    """One row per request, then the pool's counters: what the urllib3 example printed."""
+                where: str | None, status: str | None = None) -> str:
+    """One row per request, then the pool's counters: what the urllib3 example printed.
+
+    ``status`` is the stored batch's, when it differs from what the result says.
+    """
     stored = f"batch {batch_id} stored in {where}" if batch_id is not None else "not stored"
     lines = [f"{job_name}: {result.method} {result.url} "
              f"(pool_size {result.pool_size}, concurrency {result.concurrency}), {stored}", ""]
@@ -47,7 +50,7 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
         f"Number of connections: {result.num_connections} "
         f"(TCP connections opened: {result.tcp_connections})",
         f"Number of requests: {result.num_requests}",
-        f"Batch {result.status}: {result.requests_succeeded} succeeded, "
+        f"Batch {status or result.status}: {result.requests_succeeded} succeeded, "
         f"{result.requests_failed} failed, in {elapsed:.0f} ms",
     ]
     return "\n".join(lines)

@@ -10,8 +10,8 @@ import typer
 
 from collector.cli.options import DbOption, Format, FormatOption, open_db
 from collector.cli.render import batch_table, records, sparkline
-from collector.config import parse_duration, parse_since
 from collector.errors import ConfigError
+from collector.quantities import parse_duration, parse_since
 
 if TYPE_CHECKING:
     from collector.report import Filters
@@ -37,7 +37,12 @@ REPORT_COLUMNS = {
 def _filters(job: str | None, since: str | None) -> Filters:
     from collector.report import Filters
 
-    return Filters(job=job, since=parse_since(since, datetime.now(UTC)) if since else None)
+    if since is None:
+        return Filters(job=job)
+    try:
+        return Filters(job=job, since=parse_since(since, datetime.now(UTC)))
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
 
 
 def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None,
@@ -82,15 +87,26 @@ def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
          db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """One stored batch: its connection counts and a row per request."""
     with open_db(db) as store:
-        row, result = store.load_batch(batch_id)
+        batch = store.load_batch(batch_id)
         where = store.url
+    result = batch.result
+    if result is None:
+        typer.echo(f"batch {batch.id} of {batch.job_name}: {batch.status} since "
+                   f"{batch.started_at:%Y-%m-%d %H:%M:%S} UTC on {batch.worker}, "
+                   "no results stored")
+        return
     if fmt == Format.table:
-        typer.echo(batch_table(result, job_name=row.job_name, batch_id=row.id, where=where))
-    elif fmt == Format.json:
-        typer.echo(json.dumps({"batch_id": row.id, "job_name": row.job_name,
-                               "trigger": row.trigger, **result.to_dict()}, indent=2))
+        typer.echo(batch_table(result, job_name=batch.job_name, batch_id=batch.id,
+                               where=where, status=batch.status))
+        return
+    document = {"batch_id": batch.id, "job_name": batch.job_name, "trigger": batch.trigger,
+                **result.to_dict(), "status": batch.status}
+    for row in document["requests"]:
+        del row["failed_attempts"]  # not stored (yet): only the columns
+    if fmt == Format.json:
+        typer.echo(json.dumps(document, indent=2))
     else:
-        typer.echo(records(result.to_dict()["requests"], "csv"))
+        typer.echo(records(document["requests"], "csv"))
 
 
 def prune(

@@ -1,10 +1,17 @@
-"""``collector run-once`` and ``collector demo``: run a batch now, store it, show it."""
+"""``collector run-once`` and ``collector demo``: run a batch now, store it, show it.
+
+The commands parse options, choose what to run and render the outcome; the
+collect step (:mod:`collector.collect`) does the work.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,33 +21,29 @@ from collector.cli.options import (
     CaFileOption,
     ConcurrencyOption,
     DbOption,
+    FieldOption,
     HeaderOption,
+    MaxBodyOption,
     MethodOption,
     PoolSizeOption,
     QueryOption,
     RetriesOption,
     TimeoutOption,
+    TotalTimeoutOption,
     UrlOption,
+    batch_values,
     open_db,
-    parse_headers,
-    parse_query,
 )
-from collector.cli.render import batch_table
-from collector.config import (
-    DEFAULT_TIMEOUT,
-    BatchSpec,
-    batch_from_options,
-    expand_environment,
-    load_job_file,
-    select_job,
-)
-from collector.errors import BatchNotStored, ConfigError, StoreError
-from collector.results import BatchResult
+from collector.errors import BatchNotStored, ConfigError, UnknownJob
+from collector.quantities import show
 
 if TYPE_CHECKING:
-    from collector.store import Store
+    from collector.collect import Outcome
+    from collector.runner import OnRequest
+    from collector.spec import BatchSpec
 
 EXIT_REQUEST_FAILED = 3
+PROGRESS_AFTER = 0.5  # seconds: a batch quicker than this shows no progress bar
 
 JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print one JSON object instead of a table.")]
@@ -62,13 +65,16 @@ def run_once(
     job: _Job = None,
     url: UrlOption = None,
     query: QueryOption = None,
-    method: MethodOption = "GET",
-    pool_size: PoolSizeOption = 1,
-    concurrency: ConcurrencyOption = 1,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
-    retries: RetriesOption = 0,
+    field: FieldOption = None,
+    method: MethodOption = None,
+    pool_size: PoolSizeOption = None,
+    concurrency: ConcurrencyOption = None,
+    timeout: TimeoutOption = None,
+    total_timeout: TotalTimeoutOption = None,
+    retries: RetriesOption = None,
     header: HeaderOption = None,
     ca_file: CaFileOption = None,
+    max_body: MaxBodyOption = None,
     name: _Name = "run-once",
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -84,97 +90,173 @@ def run_once(
       collector run-once jobs/search.toml
       collector run-once search
       collector run-once --url http://127.0.0.1:8080/search \\
-          -q 'q=python&v=1.0' -q 'q=php&v=1.0'
+          -q q=python -q q=php --field v=1.0 --timeout 5s
     """
-    report = functools.partial(_run_and_report, as_json=as_json, fail_on_error=fail_on_error)
-    is_file = target is not None and (Path(target).is_file() or target.endswith(".toml"))
-    if target is not None:
-        given = [option for option, value in (
-            ("--url", url), ("--query", query), ("--header", header), ("--ca-file", ca_file),
-        ) if value]
-        if given:
-            raise ConfigError(f"{given[0]} cannot be combined with a job; "
-                              "put it in the job's definition instead")
-    if job is not None and not is_file:
-        raise ConfigError("--job needs a job file")
-    if target is not None and not is_file:
-        with open_db(db) as store:  # a stored job: the database is needed either way
-            stored = store.job(target).job
-            spec = expand_environment(stored.batch, os.environ, where=f'job "{stored.name}"')
-            report(spec, job_name=stored.name, store=None if no_store else store)
+    options = batch_values(url=url, query=query, field=field, method=method,
+                           pool_size=pool_size, concurrency=concurrency, timeout=timeout,
+                           total_timeout=total_timeout, retries=retries, header=header,
+                           ca_file=ca_file, max_body=max_body)
+    given = {key: value for key, value in options.items() if value is not None}
+    render = _Show(as_json=as_json, fail_on_error=fail_on_error)
+    if target is None:
+        if job is not None:
+            raise ConfigError("--job needs a job file")
+        if url is None:
+            raise ConfigError("give a job file, a job's name or --url "
+                              "(see collector run-once --help)")
+        _run_options(given, name=name, db=db, no_store=no_store, render=render)
         return
-    if target is not None:
-        name, spec = _job_from_file(target, job)
-    elif url is None:
-        raise ConfigError("give a job file, a job's name or --url (see collector run-once --help)")
+    if given:
+        option = "--" + next(iter(given)).replace("_", "-")
+        option = {"--queries": "--query", "--fields": "--field",
+                  "--headers": "--header"}.get(option, option)
+        raise ConfigError(f"{option} cannot be combined with a job; "
+                          "put it in the job's definition instead")
+    if _is_job_file(target):
+        _run_file(target, job, db=db, no_store=no_store, render=render)
+    elif job is not None:
+        raise ConfigError("--job needs a job file")
     else:
-        spec = batch_from_options(
-            url=url, method=method, queries=[parse_query(q) for q in query or []],
-            headers=parse_headers(header or []), pool_size=pool_size, concurrency=concurrency,
-            timeout=timeout, retries=retries, ca_file=ca_file,
-        )
+        _run_stored(target, db=db, no_store=no_store, render=render)
+
+
+def _is_job_file(target: str) -> bool:
+    """A target is a job file when it is a file, or cannot be a job's name (it has a /)."""
+    from collector.jobfile import is_job_name
+
+    return Path(target).is_file() or not is_job_name(target)
+
+
+def _run_options(values: dict[str, object], *, name: str, db: str | None, no_store: bool,
+                 render: _Show) -> None:
+    from collector.jobfile import NAME_RULE, batch_from_options, is_job_name
+
+    spec = batch_from_options(values)
+    if not is_job_name(name):
+        raise ConfigError(f"--name: {show(name)}: {NAME_RULE}")
+    _collect(name, spec, db=db, no_store=no_store, render=render, where=f"--url batch {name!r}")
+
+
+def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
+              render: _Show) -> None:
+    from collector.jobfile import load_job_file, select_job
+
+    if not Path(target).is_file():
+        raise ConfigError(f"{target}: no such job file")
+    chosen = select_job(target, load_job_file(target), job)
+    _collect(chosen.name, chosen.batch, db=db, no_store=no_store, render=render,
+             where=f'{target}: job "{chosen.name}"')
+
+
+def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> None:
+    from collector.collect import collect
+
+    with open_db(db) as store:  # a stored job: the database is needed either way
+        try:
+            stored = store.job(name).job
+        except UnknownJob:
+            if name.endswith(".toml"):
+                raise ConfigError(f"{name}: no such job file, and no stored job has that name")\
+                    from None
+            raise
+        with _progress(len(stored.batch.queries)) as on_request:
+            outcome = collect(stored.name, stored.batch, store=None if no_store else store,
+                              on_request=on_request)
+        render(outcome, where=None if no_store else store.url)
+
+
+def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, render: _Show,
+             where: str) -> None:
+    from collector.collect import collect, expand_environment
+
     if no_store:
-        report(spec, job_name=name, store=None)
-    else:
-        with open_db(db) as store:  # before running: a database error loses nothing
-            report(spec, job_name=name, store=store)
+        with _progress(len(spec.queries)) as on_request:
+            outcome = collect(name, spec, store=None, where=where, on_request=on_request)
+        render(outcome, where=None)
+        return
+    expand_environment(spec, os.environ, where=where)  # a missing variable: before the database
+    with open_db(db) as store:  # before running: a database error loses nothing
+        with _progress(len(spec.queries)) as on_request:
+            outcome = collect(name, spec, store=store, where=where, on_request=on_request)
+        render(outcome, where=store.url)
 
 
 def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Run the example's batch against a local stand-in server (works offline).
 
-    Starts a server on 127.0.0.1 that answers like the example's search
-    endpoint, sends q=python and q=php (with v=1.0) through one pool of size 1,
-    stores the batch and prints it: two 200s, one connection, two requests.
+    Starts a server on 127.0.0.1 that answers as the example's search endpoint
+    did, sends q=python and q=php (with v=1.0) through one pool of size 1,
+    stores the batch and prints it: two 200s of 211 bytes, one connection, two
+    requests.
     """
+    from collector.collect import collect
     from collector.demo import demo_batch, serve_demo
 
     with open_db(db) as store, serve_demo() as url:
-        _run_and_report(demo_batch(url), job_name="demo", store=store, as_json=as_json,
-                        fail_on_error=False)
+        outcome = collect("demo", demo_batch(url), store=store)
+    _Show(as_json=as_json, fail_on_error=False)(outcome, where=store.url)
 
 
-def _job_from_file(target: str, job: str | None) -> tuple[str, BatchSpec]:
-    if not Path(target).is_file():
-        raise ConfigError(f"{target}: no such job file")
-    jobs = load_job_file(target)
-    chosen = select_job(target, jobs, job)
-    where = f'{target}: job "{chosen.name}"'
-    return chosen.name, expand_environment(chosen.batch, os.environ, where=where)
+class _Show:
+    """Prints an outcome (a table or JSON), then raises for what went wrong."""
+
+    def __init__(self, *, as_json: bool, fail_on_error: bool) -> None:
+        self.as_json = as_json
+        self.fail_on_error = fail_on_error
+
+    def __call__(self, outcome: Outcome, *, where: str | None) -> None:
+        from collector.cli.render import batch_table
+
+        result = outcome.result
+        assert result is not None, "run-once never claims a fire"
+        if self.as_json:
+            document = {"batch_id": outcome.batch_id, "job_name": outcome.job_name,
+                        "trigger": "manual", **result.to_dict()}
+            typer.echo(json.dumps(document, indent=2))
+        else:
+            typer.echo(batch_table(result, job_name=outcome.job_name,
+                                   batch_id=outcome.batch_id, where=where))
+        if outcome.store_error is not None:
+            raise BatchNotStored(outcome.store_error)
+        bad = sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
+        if self.fail_on_error and bad:
+            typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "
+                       "status >= 400", err=True)
+            raise typer.Exit(EXIT_REQUEST_FAILED)
 
 
-def _run_and_report(spec: BatchSpec, *, job_name: str, store: Store | None, as_json: bool,
-                    fail_on_error: bool) -> None:
-    """Run the batch, store it (unless ``store`` is None), print it, then raise what failed."""
-    from collector.runner import run_batch
+@contextmanager
+def _progress(queries: int) -> Iterator[OnRequest | None]:
+    """A progress bar on stderr for a batch that takes more than a moment, on a terminal only.
 
-    result = run_batch(spec)
-    batch_id: int | None = None
-    store_error: StoreError | None = None
-    if store is not None:
-        try:
-            batch_id = store.save_batch(result, job_name=job_name)
-        except StoreError as exc:
-            store_error = exc
-    _print(result, job_name=job_name, batch_id=batch_id, as_json=as_json,
-           where=None if store is None else store.url)
-    if store_error is not None:
-        raise BatchNotStored(store_error)
-    if fail_on_error and (bad := _bad_requests(result)):
-        typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "
-                   "status >= 400", err=True)
-        raise typer.Exit(EXIT_REQUEST_FAILED)
+    Yields the callback for each finished request, or None when stderr is not a terminal.
+    """
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("requests", total=max(queries, 1))
+    lock = threading.Lock()
+    state = {"started": False, "done": False}
 
-def _bad_requests(result: BatchResult) -> int:
-    return sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
+    def start() -> None:
+        with lock:
+            if not state["done"]:
+                bar.start()
+                state["started"] = True
 
-
-def _print(result: BatchResult, *, job_name: str, batch_id: int | None, as_json: bool,
-           where: str | None) -> None:
-    if as_json:
-        document = {"batch_id": batch_id, "job_name": job_name, "trigger": "manual",
-                    **result.to_dict()}
-        typer.echo(json.dumps(document, indent=2))
-    else:
-        typer.echo(batch_table(result, job_name=job_name, batch_id=batch_id, where=where))
+    timer = threading.Timer(PROGRESS_AFTER, start)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield lambda _result: bar.advance(task)
+    finally:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            if state["started"]:
+                bar.stop()

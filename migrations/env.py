@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
-from collector.config import resolve_database_url
 from collector.models import metadata
+from collector.settings import resolve_database_url
 
 config = context.config
 

@@ -1,15 +1,18 @@
-"""Random and mutated job files: a clear error or a job, never a traceback."""
+"""Random and mutated job files: a clear error or a job, never a traceback; TOML round trips."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
+import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.config import _JOB_KEYS, _toml_value, load_job_paths
+from collector.definition import job_definition, job_from_definition, job_to_toml
 from collector.errors import JobFileError
+from collector.jobfile import JOB_KEYS, load_job_file, load_job_paths
+from collector.spec import BatchSpec, JobSpec, Timeouts
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "jobs" / "search.toml").read_bytes()
@@ -19,7 +22,7 @@ scalars = st.one_of(st.text(max_size=12), st.integers(-10**12, 10**12),
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
     max_leaves=6)
-keys = st.one_of(st.sampled_from(sorted(_JOB_KEYS)), st.text(max_size=8))
+keys = st.one_of(st.sampled_from(sorted(JOB_KEYS)), st.text(max_size=8))
 # Mostly plausible values for the real keys, sometimes anything at all.
 plausible = {
     "url": st.sampled_from(["http://127.0.0.1:1/", "https://x.test/a?b=c", "ftp://x", ""]),
@@ -63,8 +66,7 @@ def check(path: Path) -> int:
 @given(document=documents)
 def test_random_job_files_never_raise(tmp_path: Path, document: dict[str, object]) -> None:
     path = tmp_path / "random.toml"
-    lines = [f"{_toml_value(key)} = {_toml_value(value)}" for key, value in document.items()]
-    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    path.write_text(tomli_w.dumps(document), encoding="utf-8", errors="surrogatepass")
     check(path)
 
 
@@ -87,3 +89,60 @@ def test_mutated_example_files_never_raise(tmp_path: Path, seed: int, edits: int
     path = tmp_path / "mutated.toml"
     path.write_bytes(bytes(data))
     check(path)
+
+
+# Any Unicode a TOML file can hold: no surrogates (not UTF-8), nothing else left out.
+unicode = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+unicode_fields = st.dictionaries(unicode, unicode, max_size=3)
+header_values = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"),
+                        max_size=12)
+durations = st.sampled_from([0.25, 1.0, 1.5, 30.0, 90.0, 3600.0, 86400.0])
+jobs = st.builds(
+    lambda name, batch, schedule, enabled: JobSpec(name=name, batch=batch, enabled=enabled,
+                                                    source="cli", **schedule),
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+    batch=st.builds(
+        BatchSpec,
+        url=st.sampled_from(["http://127.0.0.1:8080/search", "https://example.test/a?b=c"]),
+        method=st.sampled_from(["GET", "HEAD", "POST"]),
+        queries=st.lists(unicode_fields, max_size=3).map(tuple),
+        fields=unicode_fields,
+        headers=st.dictionaries(st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,10}", fullmatch=True),
+                                header_values, max_size=2),
+        pool_size=st.integers(1, 1000), concurrency=st.integers(1, 1000),
+        timeout=st.builds(Timeouts, connect=durations, read=durations,
+                          total=st.none() | durations),
+        retries=st.integers(0, 100), max_body=st.integers(1, 2**40),
+        ca_file=st.none() | unicode.filter(bool),
+    ),
+    schedule=st.one_of(
+        st.just({}),
+        st.builds(lambda every, jitter: {"every": every, "jitter": jitter}, durations,
+                  st.none() | durations),
+        st.builds(lambda cron, tz: {"cron": cron, "timezone": tz},
+                  st.sampled_from(["*/5 * * * *", "0 9 * * 1-5", "30 2 1 * sun"]),
+                  st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"])),
+    ),
+    enabled=st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(job=jobs)
+def test_stored_definitions_read_back(job: JobSpec) -> None:
+    assert job_from_definition(job.name, job_definition(job), source=job.source) == job
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(job=jobs)
+def test_toml_written_reads_back_as_the_same_job(tmp_path: Path, job: JobSpec) -> None:
+    # ca_file must exist to load from a file; it is checked on this machine there.
+    if job.batch.ca_file is not None:
+        (tmp_path / "ca.pem").write_text("x")
+        job = JobSpec(**{**job.__dict__, "batch": BatchSpec(**{
+            **job.batch.__dict__, "ca_file": str(tmp_path / "ca.pem")})})
+    path = tmp_path / "written.toml"
+    path.write_text(job_to_toml(job), encoding="utf-8")
+    (reread,) = load_job_file(path)
+    assert reread == JobSpec(**{**job.__dict__, "source": str(path)})

@@ -1,4 +1,4 @@
-"""Job files, options and settings parsed into specs, and the messages for mistakes."""
+"""Job files, options, definitions and settings parsed into specs, and the messages for mistakes."""
 
 from __future__ import annotations
 
@@ -8,25 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import (
-    BatchSpec,
-    JobSpec,
-    Timeouts,
-    batch_from_options,
-    cron_trigger,
-    expand_environment,
-    format_duration,
+from collector.collect import expand_environment
+from collector.definition import (
     job_definition,
     job_from_definition,
     job_to_toml,
-    load_job_file,
-    load_job_paths,
-    parse_duration,
-    parse_size,
-    resolve_database_url,
-    select_job,
 )
 from collector.errors import ConfigError, JobFileError
+from collector.jobfile import (
+    batch_from_options,
+    load_job_file,
+    load_job_paths,
+    select_job,
+)
+from collector.quantities import format_duration, parse_duration, parse_size
+from collector.schedule import cron_trigger
+from collector.settings import resolve_database_url
+from collector.spec import BatchSpec, JobSpec, Timeouts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +86,7 @@ url = "http://127.0.0.1:1/"
 
 @pytest.mark.parametrize(("body", "message"), [
     ('url = "http://x/"\nevery = "5 minutes"',
-     'job "j": every: "5 minutes" is not a duration (use 30s, 5m, 1h)'),
+     'job "j": every: "5 minutes" is not a duration (use 250ms, 30s, 5m, 1h, 1d'),
     ('url = "http://x/"\ntimeout = "-1s"', 'job "j": timeout: "-1s" is not a duration'),
     ('url = "http://x/"\ntimeout = 0', 'job "j": timeout: 0 must be > 0'),
     ('url = "http://x/"\ntimeout = { connect = "1s", wait = "2s" }',
@@ -123,7 +121,7 @@ url = "http://127.0.0.1:1/"
 ])
 def test_each_mistake_names_file_job_and_key(tmp_path: Path, body: str, message: str) -> None:
     path = write(tmp_path, "[jobs.j]\n" + body + "\n")
-    with pytest.raises(JobFileError) as caught:
+    with pytest.raises(JobFileError, match=re.escape(message)) as caught:
         load_job_file(path)
     assert str(caught.value).startswith(f"{path}: {message}")
     assert caught.value.path == str(path) and caught.value.job == "j"
@@ -178,20 +176,30 @@ def test_environment_is_read_only_when_a_batch_runs() -> None:
 
 def test_options_name_the_option() -> None:
     with pytest.raises(ConfigError, match=r"^--url: \"nope\" is not an http"):
-        batch_from_options(url="nope")
+        batch_from_options({"url": "nope"})
     with pytest.raises(ConfigError, match=r"^--pool-size: 0 must be between"):
-        batch_from_options(url="http://x/", pool_size=0)
-    with pytest.raises(ConfigError, match=r"^--timeout: -1.0 must be > 0"):
-        batch_from_options(url="http://x/", timeout=-1.0)
+        batch_from_options({"url": "http://x/", "pool_size": 0})
+    with pytest.raises(ConfigError, match=r"^--timeout: \"-1\" is not a duration"):
+        batch_from_options({"url": "http://x/", "timeout": "-1"})
+    with pytest.raises(ConfigError, match=r"^--total-timeout: \"x\" is not a duration"):
+        batch_from_options({"url": "http://x/", "timeout": {"total": "x"}})
     with pytest.raises(ConfigError, match=r"^--query: "):
-        batch_from_options(url="http://x/", queries=[{"q": ["a"]}])
-    assert batch_from_options(url="http://x/", timeout=2.5).timeout == Timeouts(connect=2.5,
-                                                                                read=2.5)
+        batch_from_options({"url": "http://x/", "queries": [{"q": ["a"]}]})
+    with pytest.raises(ConfigError, match=r"^--header: \"Bad Name\" is not a valid header"):
+        batch_from_options({"url": "http://x/", "headers": {"Bad Name": "x"}})
+    with pytest.raises(ConfigError, match=r"^--field: \['x'\] is not a string"):
+        batch_from_options({"url": "http://x/", "fields": {"v": ["x"]}})
+    with pytest.raises(ConfigError, match=r"^--max-body: \"lots\" is not a size"):
+        batch_from_options({"url": "http://x/", "max_body": "lots"})
+    for given in ("2.5", "2.5s", "2500ms", 2.5):
+        spec = batch_from_options({"url": "http://x/", "timeout": given})
+        assert spec.timeout == Timeouts(connect=2.5, read=2.5)
+    assert batch_from_options({"url": "http://x/", "max_body": "2KiB"}).max_body == 2048
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), ("1d", 86400), ("1.5s", 1.5),
-    (10, 10), (0.5, 0.5),
+    (10, 10), (0.5, 0.5), ("5", 5), (" 1.5 ", 1.5),
 ])
 def test_durations(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -199,7 +207,7 @@ def test_durations(text: str | float, seconds: float) -> None:
 
 @pytest.mark.parametrize("bad", ["5 minutes", "m", "", "1w", True, None, [], float("nan"), 0])
 def test_bad_durations(bad: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a duration|must be > 0"):
         parse_duration(bad)
 
 
@@ -207,7 +215,7 @@ def test_sizes() -> None:
     assert [parse_size(v) for v in (100, "1KB", "1KiB", "10MB", "1GiB")] == [
         100, 1000, 1024, 10_000_000, 1024**3]
     for bad in ("1TB", "x", 0, -5, True):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="is not a size|must be > 0"):
             parse_size(bad)
 
 
@@ -245,7 +253,8 @@ url = "http://x/"
         "timeout, timezone, url)",
         f'{one}: job "a": url: "ftp://x/" is not an http:// or https:// URL with a host',
         f'{one}: job "a": pool_size: 0 must be between 1 and 1000',
-        f'{one}: job "a": every: "soon" is not a duration (use 30s, 5m, 1h)',
+        f'{one}: job "a": every: "soon" is not a duration (use 250ms, 30s, 5m, 1h, 1d or a '
+        "number of seconds)",
         f"{three}: is not valid TOML (...)",
         f'{two}: job "b": is also defined in {one}',
         f"{tmp_path / 'missing.toml'}: no such file",
@@ -323,8 +332,14 @@ def test_cron_day_of_week_means_what_it_means_to_cron(weekday: str,
     assert set(days) == set(expected)
 
 
-@pytest.mark.parametrize("line", ["* * *", "0 9 * * 8", "0 9 * * 5-1", "0 9 * * 1-fri",
-                                  "0 9 * * */0", "61 * * * *"])
-def test_bad_cron_lines(line: str) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("line", "message"), [
+    ("* * *", "a crontab line has 5 fields, not 3"),
+    ("0 9 * * 8", "not within 0-7"),
+    ("0 9 * * 5-1", "not within 0-7"),
+    ("0 9 * * 1-fri", "not both in one range"),
+    ("0 9 * * */0", "is not a positive number"),
+    ("61 * * * *", "higher than the maximum value"),  # APScheduler's words
+])
+def test_bad_cron_lines(line: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         cron_trigger(line, "UTC")

@@ -1,0 +1,118 @@
+"""The collect step that ``run-once``, ``demo`` and the daemon share.
+
+:func:`collect` takes a batch spec with ``${VAR}`` as written, fills the
+variables in from the environment (in memory, for this run alone), claims the
+fire when it has a scheduled time, runs the batch through one pool, stores it
+and says what happened in an :class:`Outcome`. A batch that ran but could not
+be stored is not an exception here: the outcome carries the result and the
+reason, so the caller can show it (and, later, spool it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from collector.errors import ConfigError, DatabaseUnavailable, StoreError
+from collector.results import BatchResult, Trigger
+from collector.spec import BatchSpec
+
+if TYPE_CHECKING:
+    from collector.runner import OnRequest
+    from collector.store import Store
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What one collect step did.
+
+    - stored: ``result`` and ``batch_id`` are set;
+    - ran but not stored: ``result`` and ``store_error`` are set (``store`` was
+      given and could not take it; ``transient`` says whether trying again may work);
+    - ran without a store: only ``result``;
+    - claimed elsewhere: nothing ran, ``result`` is None (another worker has the fire).
+    """
+
+    job_name: str
+    result: BatchResult | None = None
+    batch_id: int | None = None
+    store_error: StoreError | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.batch_id is not None
+
+    @property
+    def claimed_elsewhere(self) -> bool:
+        return self.result is None
+
+    @property
+    def transient(self) -> bool:
+        """Whether the store's failure was an outage (worth keeping the batch for later)."""
+        return isinstance(self.store_error, DatabaseUnavailable)
+
+
+def expand_environment(batch: BatchSpec, environ: Mapping[str, str], *,
+                       where: str) -> BatchSpec:
+    """Fill ``${VAR}`` in headers and fields from ``environ``, just before a run.
+
+    ``where`` names the job for the message when a variable is not set.
+    """
+
+    def expand(key: str, text: str) -> str:
+        def lookup(match: re.Match[str]) -> str:
+            try:
+                return environ[match.group(1)]
+            except KeyError:
+                raise ConfigError(f"{where}: {key}: ${{{match.group(1)}}} is not set "
+                                  "in the environment") from None
+
+        return _ENV_VAR.sub(lookup, text) if "${" in text else text
+
+    headers = {k: expand(f"headers.{k}", v) for k, v in batch.headers.items()}
+    fields = {k: expand(f"fields.{k}", v) for k, v in batch.fields.items()}
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise ConfigError(f"{where}: headers.{name}: the value from the environment "
+                              "contains a line break")
+    return dataclasses.replace(batch, headers=headers, fields=fields)
+
+
+def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
+            trigger: Trigger = "manual", scheduled_for: datetime | None = None,
+            environ: Mapping[str, str] = os.environ, where: str | None = None,
+            on_request: OnRequest | None = None) -> Outcome:
+    """Expand, (claim,) run and store one batch of ``job_name``.
+
+    ``store`` None runs without storing. With ``scheduled_for`` the fire is
+    claimed before anything is sent; a fire another worker claimed is not run.
+    Raises ConfigError for an environment variable that is not set (before
+    anything runs) and StoreError when the claim itself cannot be made.
+    """
+    from collector.runner import run_batch
+
+    ready = expand_environment(batch, environ, where=where or f'job "{job_name}"')
+    claimed: int | None = None
+    if store is not None and scheduled_for is not None:
+        claimed = store.claim(job_name, batch, scheduled_for=scheduled_for)
+        if claimed is None:
+            return Outcome(job_name=job_name)
+    result = run_batch(ready, on_request=on_request)
+    if store is None:
+        return Outcome(job_name=job_name, result=result)
+    try:
+        if claimed is not None:
+            store.complete(claimed, result)
+            batch_id: int | None = claimed
+        else:
+            batch_id = store.save_batch(result, job_name=job_name, trigger=trigger)
+    except StoreError as exc:
+        return Outcome(job_name=job_name, result=result, store_error=exc)
+    return Outcome(job_name=job_name, result=result, batch_id=batch_id)

@@ -1,0 +1,80 @@
+"""A job as the ``jobs`` table keeps it, and as TOML to edit.
+
+The stored definition is the job's job-file keys with every default filled
+in and ``${VAR}`` as written (never the value). Reading it back checks
+structure only: a ``ca_file`` another host wrote need not exist here, and is
+checked when the batch runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from collector.jobfile import job_from_table
+from collector.quantities import format_duration
+from collector.spec import JobSpec
+
+
+class InvalidDefinition(ValueError):
+    """A stored definition that is not a valid job; ``.name`` and ``.problem`` say which and why."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f'stored job "{name}": {problem}')
+
+
+def job_definition(job: JobSpec) -> dict[str, Any]:
+    """The job as job-file keys with every default filled in: what the ``jobs`` table keeps.
+
+    :func:`job_from_definition` reads it back.
+    """
+    batch = job.batch
+    timeout = {"connect": format_duration(batch.timeout.connect),
+               "read": format_duration(batch.timeout.read)}
+    if batch.timeout.total is not None:
+        timeout["total"] = format_duration(batch.timeout.total)
+    definition: dict[str, Any] = {
+        "url": batch.url, "method": batch.method, "queries": [dict(q) for q in batch.queries],
+        "fields": dict(batch.fields), "headers": dict(batch.headers),
+        "pool_size": batch.pool_size, "concurrency": batch.concurrency, "timeout": timeout,
+        "retries": batch.retries, "max_body": batch.max_body,
+    }
+    if batch.ca_file is not None:
+        definition["ca_file"] = batch.ca_file
+    if job.every is not None:
+        definition["every"] = format_duration(job.every)
+    if job.cron is not None:
+        definition["cron"] = job.cron
+    definition["timezone"] = job.timezone
+    if job.jitter is not None:
+        definition["jitter"] = format_duration(job.jitter)
+    definition["enabled"] = job.enabled
+    return definition
+
+
+def job_from_definition(name: str, definition: Mapping[str, Any], *, source: str) -> JobSpec:
+    """The job a stored definition describes; raises InvalidDefinition naming its first problem.
+
+    Structure only: nothing here looks at this machine's files.
+    """
+    if not isinstance(definition, Mapping):
+        raise InvalidDefinition(name, "the definition is not a table of job-file keys")
+    job, problems = job_from_table(name, definition, source=source, local=False)
+    if problems:
+        raise InvalidDefinition(name, str(problems[0]))
+    assert job is not None
+    return job
+
+
+def job_to_toml(job: JobSpec) -> str:
+    """The job as a ``[jobs.NAME]`` table that :func:`~collector.jobfile.load_job_file` reads.
+
+    Empty ``queries``, ``fields`` and ``headers`` are left out: they are the defaults.
+    """
+    import tomli_w
+
+    table = {key: value for key, value in job_definition(job).items()
+             if not (key in ("queries", "fields", "headers") and not value)}
+    return tomli_w.dumps({"jobs": {job.name: table}})

@@ -1,0 +1,387 @@
+"""Job files and command-line options into :class:`~collector.spec.JobSpec`, every mistake listed.
+
+A job file is TOML with one ``[jobs.NAME]`` table per job (README, "Job
+files"). Every key is checked strictly; a mistake names the file, the job and
+the key (:class:`~collector.errors.JobFileError`). Options go through the same
+checks as a job table, and their mistakes name the option instead.
+
+Checks that depend on this machine (``ca_file`` must exist) are made for job
+files and options, where the user can fix them at once, and not for stored
+definitions, which another host may have written: there the batch finds out
+when it runs (:mod:`collector.definition`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collector.errors import ConfigError, JobFileError
+from collector.quantities import parse_duration, parse_size, show
+from collector.schedule import cron_trigger, is_timezone
+from collector.spec import METHODS, BatchSpec, JobSpec, Timeouts
+
+NAME_RULE = "a job name is 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit"
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class KeyProblem(Exception):
+    """One bad value under ``key``; the caller adds the file and job, or the option."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+def is_job_name(name: str) -> bool:
+    return bool(_JOB_NAME.match(name))
+
+
+# -- one value each ---------------------------------------------------------------------------
+
+
+def _url(value: object) -> str:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        raise KeyProblem("url", f"{show(value)} is not a string")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise KeyProblem("url", f"{show(value)} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise KeyProblem("url", f"{show(value)} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise KeyProblem("url", "has a user name or password in it, which would be stored with "
+                                "every request: send credentials in headers (Authorization)")
+    if parts.fragment:
+        raise KeyProblem("url", f"{show(value)} has a #fragment, which is never sent")
+    return value
+
+
+def _whole(key: str, minimum: int, maximum: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise KeyProblem(key, f"{show(value)} is not a whole number")
+        if not minimum <= value <= maximum:
+            raise KeyProblem(key, f"{value} must be between {minimum} and {maximum}")
+        return value
+
+    return check
+
+
+def _fields(key: str, value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise KeyProblem(key, f"{show(value)} is not a table of names and values")
+    result: dict[str, str] = {}
+    for name, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        if not isinstance(item, str | int | float):
+            raise KeyProblem(f"{key}.{name}", f"{show(item)} is not a string or a number")
+        result[str(name)] = str(item)
+    return result
+
+
+def _headers(value: object) -> dict[str, str]:
+    headers = _fields("headers", value)
+    for name, item in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise KeyProblem("headers", f"{show(name)} is not a valid header name")
+        if "\r" in item or "\n" in item:
+            raise KeyProblem(f"headers.{name}", "a header value cannot contain a line break")
+    return headers
+
+
+def _duration(key: str) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise KeyProblem(key, str(exc)) from None
+
+    return check
+
+
+def _timeout(value: object) -> Timeouts:
+    if not isinstance(value, Mapping):
+        seconds = _duration("timeout")(value)
+        return Timeouts(connect=seconds, read=seconds)
+    unknown = sorted(set(value) - {"connect", "read", "total"})
+    if unknown:
+        raise KeyProblem("timeout", f"unknown key {unknown[0]!r} (allowed: connect, read, total)")
+    return Timeouts(**{name: _duration(f"timeout.{name}")(item) for name, item in value.items()})
+
+
+def _queries(value: object) -> tuple[dict[str, str], ...]:
+    if not isinstance(value, list):
+        raise KeyProblem("queries", f"{show(value)} is not a list of tables, "
+                                    'like [ { q = "python" }, { q = "php" } ]')
+    return tuple(_fields(f"queries[{i}]", item) for i, item in enumerate(value))
+
+
+def _method(value: object) -> str:
+    if not isinstance(value, str) or value.upper() not in METHODS:
+        raise KeyProblem("method", f"{show(value)} is not one of {', '.join(METHODS)}")
+    return value.upper()
+
+
+def _max_body(value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise KeyProblem("max_body", str(exc)) from None
+
+
+def _ca_file(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise KeyProblem("ca_file", f"{show(value)} is not a file name")
+    return value
+
+
+def _local_ca_file(value: object) -> str:
+    if not Path(_ca_file(value)).is_file():
+        raise KeyProblem("ca_file", f"{show(value)} is not a readable file")
+    return str(value)
+
+
+def _timezone(value: object) -> str:
+    if not isinstance(value, str) or not is_timezone(value):
+        raise KeyProblem("timezone", f"{show(value)} is not a time zone "
+                                     "(use UTC or a name like Europe/Berlin)")
+    return value
+
+
+def _enabled(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise KeyProblem("enabled", f"{show(value)} is not true or false")
+    return value
+
+
+def _cron(value: object, timezone: str) -> str:
+    if not isinstance(value, str):
+        raise KeyProblem("cron", f"{show(value)} is not a crontab line")
+    try:
+        cron_trigger(value, timezone)
+    except ValueError as exc:
+        raise KeyProblem("cron", f'{show(value)} is not a crontab line like "*/5 * * * *" '
+                                 f"({exc})") from None
+    return value
+
+
+_BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
+    "url": _url,
+    "method": _method,
+    "queries": _queries,
+    "fields": lambda v: _fields("fields", v),
+    "headers": _headers,
+    "pool_size": _whole("pool_size", 1, 1000),
+    "concurrency": _whole("concurrency", 1, 1000),
+    "timeout": _timeout,
+    "retries": _whole("retries", 0, 100),
+    "max_body": _max_body,
+    "ca_file": _ca_file,
+}
+_LOCAL_CHECKS = {**_BATCH_CHECKS, "ca_file": _local_ca_file}
+_SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {
+    "every": _duration("every"),
+    "timezone": _timezone,
+    "jitter": _duration("jitter"),
+    "enabled": _enabled,
+    # cron is checked after timezone, which it depends on
+}
+BATCH_KEYS = frozenset(_BATCH_CHECKS)
+JOB_KEYS = BATCH_KEYS | frozenset(_SCHEDULE_CHECKS) | {"cron"}
+
+
+def _check(checks: Mapping[str, Callable[[object], Any]],
+           values: Mapping[str, object]) -> tuple[dict[str, Any], list[KeyProblem]]:
+    """Every key checked; the good values, and one problem per bad key."""
+    checked: dict[str, Any] = {}
+    problems: list[KeyProblem] = []
+    for key, value in values.items():
+        if key in checks:
+            try:
+                checked[key] = checks[key](value)
+            except KeyProblem as exc:
+                problems.append(exc)
+    return checked, problems
+
+
+def job_from_table(name: str, table: Mapping[str, Any], *, source: str,
+                   local: bool = True) -> tuple[JobSpec | None, list[KeyProblem]]:
+    """A job table (job-file keys) as a JobSpec, or None and every problem found.
+
+    ``local`` also checks what depends on this machine (``ca_file`` exists).
+    """
+    problems = [KeyProblem(key, f"unknown key (allowed: {', '.join(sorted(JOB_KEYS))})")
+                for key in sorted(set(table) - JOB_KEYS)]
+    if "url" not in table:
+        problems.append(KeyProblem("url", "is required"))
+    batch, batch_problems = _check(_LOCAL_CHECKS if local else _BATCH_CHECKS, table)
+    schedule, schedule_problems = _check(_SCHEDULE_CHECKS, table)
+    problems += batch_problems + schedule_problems
+    if "cron" in table:
+        if "every" in table:
+            problems.append(KeyProblem("cron", "a job has either every or cron, not both"))
+        else:
+            try:
+                schedule["cron"] = _cron(table["cron"], schedule.get("timezone", "UTC"))
+            except KeyProblem as exc:
+                problems.append(exc)
+    if problems:
+        return None, problems
+    return JobSpec(name=name, batch=BatchSpec(**batch), source=source, **schedule), []
+
+
+# -- options ----------------------------------------------------------------------------------
+
+_OPTIONS = {"queries": "--query", "fields": "--field", "headers": "--header",
+            "timeout.total": "--total-timeout"}
+
+
+def _option_error(problem: KeyProblem) -> ConfigError:
+    key = problem.key
+    option = _OPTIONS.get(key) or _OPTIONS.get(re.sub(r"[.\[].*", "", key))
+    if option is None:
+        option = "--" + re.sub(r"[.\[].*", "", key).replace("_", "-")
+    return ConfigError(f"{option}: {problem.problem}")
+
+
+def batch_from_options(values: Mapping[str, Any]) -> BatchSpec:
+    """Options given as job-file keys (None: not given) as a BatchSpec, checked as a job file.
+
+    Raises ConfigError naming the first bad ``--option``.
+    """
+    table = {key: value for key, value in values.items() if value is not None}
+    unknown = sorted(set(table) - BATCH_KEYS)
+    assert not unknown, f"not batch keys: {unknown}"
+    job = job_from_options("run-once", table)
+    return job.batch
+
+
+def job_from_options(name: str, values: Mapping[str, Any]) -> JobSpec:
+    """A job defined by options (job-file keys; None: not given), source ``cli``."""
+    if not is_job_name(name):
+        raise ConfigError(f"job name {show(name)}: {NAME_RULE}")
+    table = {key: value for key, value in values.items() if value is not None}
+    if "url" not in table:
+        raise ConfigError("--url is required")
+    job, problems = job_from_table(name, table, source="cli")
+    if problems:
+        raise _option_error(problems[0])
+    assert job is not None
+    return job
+
+
+# -- job files --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSet:
+    """Jobs read from files and folders, and every mistake found on the way."""
+
+    jobs: list[JobSpec]
+    errors: list[JobFileError]
+    files: list[Path]
+
+
+def load_job_file(path: str | Path) -> list[JobSpec]:
+    """Parse and validate every job of one TOML job file; raises its first mistake."""
+    jobs, errors = read_job_file(path)
+    if errors:
+        raise errors[0]
+    return jobs
+
+
+def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
+    """The valid jobs of one file, in file order, and one error per mistake.
+
+    A job's ``source`` is the file's absolute path; messages name the path as given.
+    """
+    shown = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return [], [JobFileError(shown, "no such file")]
+    except IsADirectoryError:
+        return [], [JobFileError(shown, "is a folder, not a job file")]
+    except OSError as exc:
+        return [], [JobFileError(shown, f"cannot be read ({exc.strerror})")]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return [], [JobFileError(shown, f"is not valid TOML ({exc})")]
+    errors: list[JobFileError] = []
+    unknown = sorted(set(data) - {"jobs"})
+    if unknown:
+        errors.append(JobFileError(shown, f"unknown top-level key {unknown[0]!r} "
+                                          "(jobs go in [jobs.NAME] tables)"))
+    tables = data.get("jobs")
+    if not isinstance(tables, dict) or not tables:
+        errors.append(JobFileError(shown, "has no jobs (add a [jobs.NAME] table)"))
+        return [], errors
+    source = str(Path(path).absolute())
+    jobs: list[JobSpec] = []
+    for name, table in tables.items():
+        if not is_job_name(name):
+            errors.append(JobFileError(shown, NAME_RULE, job=name))
+        elif not isinstance(table, dict):
+            errors.append(JobFileError(shown, f"{show(table)} is not a table", job=name))
+        else:
+            job, problems = job_from_table(name, table, source=source)
+            errors += [JobFileError(shown, p.problem, job=name, key=p.key) for p in problems]
+            if job is not None:
+                jobs.append(job)
+    return jobs, errors
+
+
+def load_job_paths(paths: Sequence[str | Path]) -> JobSet:
+    """Every job in the given files and folders (``*.toml``, searched recursively).
+
+    Collects every mistake instead of stopping at the first, including a job
+    name defined twice.
+    """
+    files: list[Path] = []
+    errors: list[JobFileError] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.toml") if p.is_file())
+            if not found:
+                errors.append(JobFileError(str(path), "has no *.toml job files"))
+            files += found
+        else:
+            files.append(path)
+    jobs: list[JobSpec] = []
+    seen: dict[str, Path] = {}
+    for file in dict.fromkeys(files):  # each file once, in order
+        found_jobs, found_errors = read_job_file(file)
+        errors += found_errors
+        for job in found_jobs:
+            if job.name in seen:
+                errors.append(JobFileError(str(file), f"is also defined in {seen[job.name]}",
+                                           job=job.name))
+                continue
+            seen[job.name] = file
+            jobs.append(job)
+    return JobSet(jobs=jobs, errors=errors, files=list(dict.fromkeys(files)))
+
+
+def select_job(path: str, jobs: list[JobSpec], name: str | None) -> JobSpec:
+    """The job called ``name`` in a file, or its only job when ``name`` is None."""
+    names = ", ".join(job.name for job in jobs)
+    if name is None:
+        if len(jobs) == 1:
+            return jobs[0]
+        raise ConfigError(f"{path} has {len(jobs)} jobs ({names}): choose one with --job")
+    for job in jobs:
+        if job.name == name:
+            return job
+    raise ConfigError(f'{path}: no job "{name}" (jobs in this file: {names})')

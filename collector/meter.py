@@ -1,0 +1,165 @@
+"""Counting TCP connections and attempts through urllib3's public extension points.
+
+urllib3's pool counts connection *objects* (``num_connections``) and attempts
+(``num_requests``). When a server closes a kept-alive connection, urllib3
+reconnects the same object and ``num_connections`` does not move, so the
+TCP connections really opened are counted here too (DESIGN.md, "Counting
+connections honestly"):
+
+- :class:`CountingHTTPConnection` and :class:`CountingHTTPSConnection` are
+  given to the pool as its ``ConnectionCls``; their :class:`Meter` comes
+  through the pool's connection keyword arguments (``meter=...``). They count
+  every ``connect()`` that opened a TCP connection, including one whose TLS
+  handshake then failed, and tell the request in progress on that thread
+  whether it went over a connection that had already carried a request.
+- :class:`AttemptRetry` is urllib3's ``Retry`` with a log: ``increment()``,
+  which urllib3 calls after every failed attempt, records the attempt's error
+  and time before deciding, as ``Retry`` does, whether to try again.
+
+Nothing here overrides a private urllib3 method.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import ConnectionPool
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Retry
+
+from collector.results import ErrorKind, FailedAttempt
+
+
+class Meter:
+    """One pool's TCP connections, and per thread, what its current request went over."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current = threading.local()
+        self.tcp_connections = 0
+
+    def begin_request(self) -> None:
+        """A request starts on this thread: nothing connected or sent for it yet."""
+        self._current.connect_ms = None
+        self._current.reused = False
+
+    def connected(self, ms: float) -> None:
+        with self._lock:
+            self.tcp_connections += 1
+        self._current.connect_ms = ms
+
+    def sent(self, *, reused: bool) -> None:
+        self._current.reused = reused
+
+    def request_counts(self) -> tuple[bool, float | None]:
+        """For this thread's request: whether its last attempt went over an
+        already-used connection, and how long its last connect took."""
+        return self._current.reused, self._current.connect_ms
+
+
+class _Counting:
+    """What both connection classes add: count connects, say whether a request re-used one.
+
+    A request goes over a re-used connection when the socket is open and has
+    already carried a request since it was connected. (HTTPS connects before
+    ``request()``, plain HTTP inside it.)
+    """
+
+    sock: Any
+    _meter: Meter
+    _carried_request: bool
+
+    def _setup_meter(self, meter: Meter) -> None:
+        self._meter = meter
+        self._carried_request = False
+
+    def _connect_counted(self, connect: Callable[[], None]) -> None:
+        self._meter.sent(reused=False)  # an attempt that connects is on a new connection
+        start = time.perf_counter()
+        try:
+            connect()
+        except BaseException:
+            # urllib3 sets sock as soon as the TCP connection is made; still set
+            # after a failure means the TLS handshake (or a proxy tunnel) failed on
+            # an opened TCP connection, which counts.
+            if self.sock is not None:
+                self._meter.connected(_ms_since(start))
+            raise
+        self._carried_request = False
+        self._meter.connected(_ms_since(start))
+
+    def _sending(self) -> None:
+        self._meter.sent(reused=self.sock is not None and self._carried_request)
+
+
+class CountingHTTPConnection(_Counting, HTTPConnection):
+    """urllib3's HTTPConnection, counted by the ``meter`` keyword argument's Meter."""
+
+    def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_meter(meter)
+
+    def connect(self) -> None:
+        self._connect_counted(super().connect)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._sending()
+        super().request(*args, **kwargs)  # plain HTTP connects in here
+        self._carried_request = True
+
+
+class CountingHTTPSConnection(_Counting, HTTPSConnection):
+    """urllib3's HTTPSConnection, counted by the ``meter`` keyword argument's Meter."""
+
+    def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_meter(meter)
+
+    def connect(self) -> None:
+        self._connect_counted(super().connect)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._sending()
+        super().request(*args, **kwargs)
+        self._carried_request = True
+
+
+class AttemptLog:
+    """One request's failed attempts, oldest first."""
+
+    def __init__(self, classify: Callable[[BaseException], tuple[ErrorKind, str]]) -> None:
+        self._classify = classify
+        self.failed: list[FailedAttempt] = []
+
+    def record(self, error: BaseException) -> None:
+        kind, message = self._classify(error)
+        self.failed.append(FailedAttempt(error_kind=kind, error=message, at=datetime.now(UTC)))
+
+
+class AttemptRetry(Retry):
+    """``Retry`` that records each failed attempt in ``log`` (carried over by ``new()``)."""
+
+    log: AttemptLog | None = None
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.log = self.log
+        return retry
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: BaseHTTPResponse | None = None, error: Exception | None = None,
+                  _pool: ConnectionPool | None = None,
+                  _stacktrace: TracebackType | None = None) -> Self:
+        if error is not None and self.log is not None:
+            self.log.record(error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

@@ -1,0 +1,35 @@
+"""Where collector keeps its data, and who is running: settings from options and the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def default_database_path(environ: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/collector/collector.db`` (``~/.local/share`` by default)."""
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "collector" / "collector.db"
+
+
+def resolve_database_url(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The database to use: ``--db``, else ``COLLECTOR_DATABASE_URL``, else the default file.
+
+    A value without ``://`` is a SQLite file path; ``postgresql://`` means psycopg 3.
+    """
+    value = (option or environ.get("COLLECTOR_DATABASE_URL") or "").strip()
+    if not value:
+        return "sqlite:///" + str(default_database_path(environ))
+    if "://" not in value:
+        return "sqlite:///" + str(Path(value).expanduser().absolute())
+    for prefix in ("postgresql://", "postgres://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix):]
+    return value
+
+
+def worker_id() -> str:
+    """``host:pid``, stored with each batch to say who ran it."""
+    return f"{socket.gethostname()}:{os.getpid()}"

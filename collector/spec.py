@@ -1,0 +1,65 @@
+"""What a batch and a job are: frozen values, parsed once and passed down.
+
+A :class:`BatchSpec` is what one batch sends; a :class:`JobSpec` is a named
+batch and when to run it. They come from job files and options
+(:mod:`collector.jobfile`) or from the ``jobs`` table
+(:mod:`collector.definition`). ``${VAR}`` in headers and fields is kept as
+written here; the collect step fills it in just before a batch runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METHODS = ("GET", "HEAD", "POST")
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Seconds allowed to connect, between reads, and for the whole request.
+
+    ``connect`` and ``read`` map onto urllib3's ``Timeout``; ``total``, when
+    set, also bounds reading the body.
+    """
+
+    connect: float = DEFAULT_TIMEOUT
+    read: float = DEFAULT_TIMEOUT
+    total: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSpec:
+    """What one batch sends: every query of ``queries`` to ``url`` through one pool.
+
+    Each request carries the query's fields followed by the common ``fields``
+    (a query's own value wins). No queries means one request to the bare URL.
+    ``ca_file`` is checked when the batch runs, on the machine that runs it.
+    """
+
+    url: str
+    method: str = "GET"
+    queries: tuple[dict[str, str], ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    pool_size: int = 1
+    concurrency: int = 1
+    timeout: Timeouts = Timeouts()
+    retries: int = 0
+    max_body: int = DEFAULT_MAX_BODY
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """A named batch and when to run it; ``source`` is the file it came from, or ``cli``."""
+
+    name: str
+    batch: BatchSpec
+    every: float | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    jitter: float | None = None
+    enabled: bool = True
+    source: str = "cli"

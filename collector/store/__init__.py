@@ -1,0 +1,302 @@
+"""Keep batch results and jobs in SQL: the :class:`Store` facade over a database.
+
+The package keeps its parts apart: :mod:`~collector.store.engine` (engines,
+SQLite's settings, SQLAlchemy's errors translated once),
+:mod:`~collector.store.schema` (the Alembic revision),
+:mod:`~collector.store.batches` (claims, batches and requests) and
+:mod:`~collector.store.jobs` (the jobs table). Reads return collector's own
+dataclasses, never SQLAlchemy rows. This package knows nothing about HTTP: it
+saves a plain :class:`~collector.results.BatchResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, func, select
+
+from collector import models
+from collector.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    DataRejected,
+    JobExists,
+    SchemaMismatch,
+    StoreError,
+    UnknownBatch,
+    UnknownJob,
+)
+from collector.results import BatchResult, Trigger
+from collector.settings import worker_id
+from collector.spec import BatchSpec, JobSpec
+from collector.store import batches as _batches
+from collector.store import jobs as _jobs
+from collector.store import schema
+from collector.store.batches import StoredBatch
+from collector.store.engine import (
+    SQLITE_BUSY_TIMEOUT,
+    make_engine,
+    sqlite_foreign_keys_off,
+    translated,
+)
+from collector.store.jobs import BrokenJob, StoredJob
+
+__all__ = ["BrokenJob", "DatabaseInfo", "Store", "StoredBatch", "StoredJob", "StoredJobs",
+           "open_store"]
+
+log = logging.getLogger(__name__)
+
+# Submodules share names with the tables (collector.store.batches), so the tables are
+# reached through collector.models.
+_TABLES = (models.jobs, models.batches, models.requests)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseInfo:
+    """What ``collector db info`` shows."""
+
+    url: str
+    dialect: str
+    revision: str | None
+    head: str
+    row_counts: dict[str, int]
+
+    @property
+    def state(self) -> str:
+        if self.revision == self.head:
+            return "up to date"
+        if self.revision is None:
+            return "empty (the schema is created on first use)"
+        return "needs `collector db upgrade`"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredJobs:
+    """The ``jobs`` table read back: valid jobs by name, and rows that are not valid jobs."""
+
+    jobs: list[StoredJob]
+    broken: list[BrokenJob]
+
+
+class Store:
+    """One database: claim and save batches, keep jobs, read its state, upgrade its schema.
+
+    Open it with :func:`open_store`; close it (or use it as a context manager)
+    to dispose of its connections.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def connect(self, *, write: bool = False) -> Iterator[Connection]:
+        """A connection (in a transaction when ``write``), SQLAlchemy's errors translated."""
+        with translated(self.url), self.engine.connect() as conn:
+            if write:
+                with conn.execution_options(write_lock=True).begin():
+                    yield conn
+            else:
+                yield conn
+
+    # -- the schema ---------------------------------------------------------------------------
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at, or None when it has none."""
+        with self.connect() as conn:
+            return schema.current_revision(conn)
+
+    def upgrade(self, target: str = "head") -> tuple[str | None, str]:
+        """Bring the schema to ``target`` (the newest by default); returns (before, after)."""
+        from alembic.util.exc import CommandError
+
+        before = self.revision()
+        head = schema.head_revision()
+        if before is not None and before not in schema.known_revisions():
+            raise _too_new(self.url, before, head)
+        try:
+            self._migrate(lambda conn: schema.run_upgrade(conn, target))
+        except CommandError as exc:
+            raise DatabaseUnavailable(self.url, f"migration failed: {exc}") from exc
+        return before, self.revision() or "none"
+
+    def downgrade(self, target: str) -> None:
+        """Take the schema down to ``target`` (``base``: no tables). For developers and tests."""
+        self._migrate(lambda conn: schema.run_downgrade(conn, target))
+
+    def _migrate(self, run: object) -> None:
+        assert callable(run)
+        with translated(self.url), self.engine.connect() as conn:
+            with sqlite_foreign_keys_off(conn), conn.execution_options(write_lock=True).begin():
+                run(conn)
+
+    def ensure_schema(self) -> None:
+        """Create the schema on an empty database; refuse one at another revision."""
+        head = schema.head_revision()
+        current = self.revision()
+        if current is None:
+            with self.connect() as conn:
+                existing = schema.table_names(conn) & {t.name for t in _TABLES}
+                # Read again after listing the tables: another process creating the
+                # schema commits tables and version together, so seeing its tables
+                # means seeing its version too.
+                current = schema.current_revision(conn)
+            if current is None and existing:
+                raise SchemaMismatch(self.url, None, head,
+                                     f"it has tables {sorted(existing)} but no alembic_version; "
+                                     "it was not made by collector")
+        if current == head:
+            return
+        if current is None:
+            log.info("creating collector's schema in %s", self.url)
+            try:
+                self.upgrade()
+            except StoreError:
+                # Another process may have created it at the same moment.
+                if self.revision() != head:
+                    raise
+            return
+        if current in schema.known_revisions():
+            raise SchemaMismatch(self.url, current, head, "run `collector db upgrade`")
+        raise _too_new(self.url, current, head)
+
+    def info(self) -> DatabaseInfo:
+        """Which database, which revision, how many rows (when the schema is there)."""
+        revision = self.revision()
+        counts: dict[str, int] = {}
+        if revision is not None:
+            with self.connect() as conn:
+                present = schema.table_names(conn)  # an old schema lacks some
+                for table in _TABLES:
+                    if table.name in present:
+                        counts[table.name] = conn.execute(
+                            select(func.count()).select_from(table)).scalar_one()
+        return DatabaseInfo(url=self.url, dialect=self.engine.dialect.name, revision=revision,
+                            head=schema.head_revision(), row_counts=counts)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def claim(self, job_name: str, spec: BatchSpec, *, scheduled_for: datetime,
+              worker: str | None = None) -> int | None:
+        """Claim a scheduled fire by inserting its batch as ``running``.
+
+        Returns the batch id, or None when another worker claimed this
+        (job, scheduled time) first: the fire is run elsewhere, not an error.
+        """
+        with self.connect(write=True) as conn:
+            return _batches.claim(conn, job_name=job_name, spec=spec,
+                                  scheduled_for=scheduled_for, worker=worker or worker_id())
+
+    def complete(self, batch_id: int, result: BatchResult) -> None:
+        """Write a claimed batch's status, counters and requests in one transaction."""
+        with self.connect(write=True) as conn:
+            if not _batches.complete(conn, batch_id, result):
+                raise DataRejected(self.url, f"batch {batch_id} is no longer running")
+
+    def save_batch(self, result: BatchResult, *, job_name: str, trigger: Trigger = "manual",
+                   scheduled_for: datetime | None = None,
+                   worker: str | None = None) -> int | None:
+        """Write a finished batch and all its requests in one transaction; its id.
+
+        None when ``scheduled_for`` is given and that fire was claimed already.
+        """
+        with self.connect(write=True) as conn:
+            return _batches.save(conn, result, job_name=job_name, trigger=trigger,
+                                 scheduled_for=scheduled_for, worker=worker or worker_id())
+
+    def load_batch(self, batch_id: int) -> StoredBatch:
+        """A stored batch and what it recorded; UnknownBatch when there is none."""
+        with self.connect() as conn:
+            found = _batches.load(conn, batch_id)
+        if found is None:
+            raise UnknownBatch(batch_id)
+        return found
+
+    def prune(self, before: datetime, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete batches started before ``before`` and their requests; returns both counts."""
+        with self.connect(write=not dry_run) as conn:
+            return _batches.prune(conn, before, dry_run=dry_run)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def jobs(self) -> StoredJobs:
+        """Every stored job by name; a row that is not a valid job is in ``broken``."""
+        with self.connect() as conn:
+            good, broken = _jobs.read_all(conn)
+        return StoredJobs(jobs=good, broken=broken)
+
+    def job(self, name: str) -> StoredJob:
+        """The stored job called ``name``; UnknownJob naming close matches, or ConfigError."""
+        with self.connect() as conn:
+            found = _jobs.read_one(conn, name)
+            if found is None:
+                raise UnknownJob(name, _jobs.names(conn))
+        if isinstance(found, BrokenJob):
+            raise ConfigError(str(found))
+        return found
+
+    def save_jobs(self, *, create: Sequence[JobSpec] = (), update: Sequence[JobSpec] = (),
+                  remove: Sequence[str] = ()) -> None:
+        """Insert, replace and delete jobs in one transaction. Batches are never touched."""
+        with self.connect(write=True) as conn:
+            _jobs.save(conn, create=create, update_=update, remove=remove)
+
+    def add_job(self, job: JobSpec) -> None:
+        """Store a new job; JobExists when a job of that name is stored, whoever wrote it first."""
+        with self.connect(write=True) as conn:
+            if _jobs.insert_new(conn, job):
+                return
+            source = _jobs.source_of(conn, job.name)
+        raise JobExists(job.name, source)
+
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a job; returns whether it changed."""
+        with self.connect(write=True) as conn:
+            changed = _jobs.set_enabled(conn, name, enabled)
+            if not changed and name not in (names := _jobs.names(conn)):
+                raise UnknownJob(name, names)
+        return bool(changed)
+
+    def remove_job(self, name: str) -> None:
+        """Delete a job; its batches stay."""
+        with self.connect(write=True) as conn:
+            if not _jobs.delete_one(conn, name):
+                raise UnknownJob(name, _jobs.names(conn))
+
+
+def open_store(url: str, *, ensure_schema: bool = True,
+               busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Store:
+    """Connect to the database at ``url`` (a SQLAlchemy URL).
+
+    With ``ensure_schema`` an empty database gets the schema and one at another
+    revision raises :class:`SchemaMismatch`. ``busy_timeout`` is how long a
+    SQLite writer waits for another, in seconds.
+    """
+    store = Store(make_engine(url, busy_timeout=busy_timeout))
+    try:
+        if ensure_schema:
+            store.ensure_schema()
+        else:
+            store.revision()  # fail here, not later, when the database cannot be reached
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _too_new(url: str, current: str, head: str) -> SchemaMismatch:
+    return SchemaMismatch(url, current, head,
+                          "a newer collector wrote it; upgrade collector to use this database")

@@ -1,0 +1,151 @@
+"""Batches and their requests: claimed, completed, saved, read back, pruned.
+
+A batch row never holds only part of its request rows: the rows and the final
+status are written in one transaction. A scheduled fire is claimed first, by
+inserting its row as ``running``; the unique (job_name, scheduled_for) decides
+which daemon runs it, and a lost claim is an answer (None), not an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from collector.models import batches, requests
+from collector.results import BatchResult, BatchStatus, RequestResult, Trigger
+from collector.spec import BatchSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredBatch:
+    """A ``batches`` row, with what it recorded (``result`` is None while it has no counters)."""
+
+    id: int
+    job_name: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: BatchStatus
+    worker: str
+    result: BatchResult | None
+
+
+def _insert_batch(conn: Connection) -> Insert:
+    """An INSERT into batches that does nothing when the fire is claimed already."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement: Insert = dialect.insert(batches).on_conflict_do_nothing(
+        index_elements=["job_name", "scheduled_for"])
+    return statement
+
+
+def claim(conn: Connection, *, job_name: str, spec: BatchSpec, scheduled_for: datetime,
+          worker: str) -> int | None:
+    """Insert the fire's batch as ``running``; its id, or None when another worker has it."""
+    row = {"job_name": job_name, "trigger": "schedule", "scheduled_for": scheduled_for,
+           "started_at": datetime.now(UTC), "status": "running", "url": spec.url,
+           "method": spec.method, "pool_size": spec.pool_size,
+           "concurrency": spec.concurrency, "worker": worker}
+    inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
+    batch_id: int | None = inserted.scalar_one_or_none()
+    return batch_id
+
+
+def complete(conn: Connection, batch_id: int, result: BatchResult) -> bool:
+    """Give a claimed batch its final status, counters and request rows.
+
+    False (and nothing written) when the batch is no longer running or abandoned.
+    """
+    done = conn.execute(
+        update(batches)
+        .where(batches.c.id == batch_id, batches.c.status.in_(("running", "abandoned")))
+        .values({**_counters(result), "started_at": result.started_at}))
+    if done.rowcount != 1:
+        return False
+    _insert_requests(conn, batch_id, result.requests)
+    return True
+
+
+def save(conn: Connection, result: BatchResult, *, job_name: str, trigger: Trigger,
+         scheduled_for: datetime | None, worker: str) -> int | None:
+    """Insert a finished batch and its requests; None when its fire was claimed already."""
+    row = {"job_name": job_name, "trigger": trigger, "scheduled_for": scheduled_for,
+           "started_at": result.started_at, "url": result.url, "method": result.method,
+           "pool_size": result.pool_size, "concurrency": result.concurrency,
+           "worker": worker, **_counters(result)}
+    inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
+    batch_id: int | None = inserted.scalar_one_or_none()
+    if batch_id is not None:
+        _insert_requests(conn, batch_id, result.requests)
+    return batch_id
+
+
+def _counters(result: BatchResult) -> dict[str, Any]:
+    return {"finished_at": result.finished_at, "status": result.status,
+            "num_connections": result.num_connections, "num_requests": result.num_requests,
+            "tcp_connections": result.tcp_connections,
+            "requests_succeeded": result.requests_succeeded,
+            "requests_failed": result.requests_failed}
+
+
+def _insert_requests(conn: Connection, batch_id: int,
+                     rows: tuple[RequestResult, ...]) -> None:
+    if not rows:
+        return
+    conn.execute(requests.insert(), [{
+        "batch_id": batch_id, "position": r.position, "method": r.method, "url": r.url,
+        "query": r.query, "started_at": r.started_at, "status": r.status,
+        "content_type": r.content_type, "body_length": r.body_length,
+        "content_length": r.content_length, "body_sha256": r.body_sha256,
+        "elapsed_ms": r.elapsed_ms, "connect_ms": r.connect_ms, "ttfb_ms": r.ttfb_ms,
+        "reused": r.reused, "attempts": r.attempts, "error_kind": r.error_kind,
+        "error": r.error,
+    } for r in rows])
+
+
+_REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
+                    "content_type", "body_length", "content_length", "body_sha256",
+                    "elapsed_ms", "connect_ms", "ttfb_ms", "reused", "attempts",
+                    "error_kind", "error")
+
+
+def load(conn: Connection, batch_id: int) -> StoredBatch | None:
+    """The stored batch with this id, or None."""
+    row = conn.execute(select(batches).where(batches.c.id == batch_id)).one_or_none()
+    if row is None:
+        return None
+    result = None
+    if row.num_connections is not None:
+        rows = conn.execute(select(*(requests.c[name] for name in _REQUEST_COLUMNS))
+                            .where(requests.c.batch_id == batch_id)
+                            .order_by(requests.c.position)).all()
+        result = BatchResult(
+            url=row.url, method=row.method, pool_size=row.pool_size,
+            concurrency=row.concurrency, started_at=row.started_at,
+            finished_at=row.finished_at or row.started_at,
+            num_connections=row.num_connections, num_requests=row.num_requests,
+            tcp_connections=row.tcp_connections,
+            requests=tuple(RequestResult(**r._asdict()) for r in rows),
+        )
+    return StoredBatch(id=row.id, job_name=row.job_name, trigger=row.trigger,
+                       scheduled_for=row.scheduled_for, started_at=row.started_at,
+                       finished_at=row.finished_at, status=row.status, worker=row.worker,
+                       result=result)
+
+
+def prune(conn: Connection, before: datetime, *, dry_run: bool) -> tuple[int, int]:
+    """Delete batches started before ``before`` and their requests; returns both counts."""
+    old = select(batches.c.id).where(batches.c.started_at < before)
+    counts = (
+        conn.execute(select(func.count()).select_from(old.subquery())).scalar_one(),
+        conn.execute(select(func.count()).select_from(requests)
+                     .where(requests.c.batch_id.in_(old))).scalar_one(),
+    )
+    if not dry_run:
+        conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
+        conn.execute(delete(batches).where(batches.c.started_at < before))
+    return counts

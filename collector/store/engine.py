@@ -1,0 +1,170 @@
+"""Engines for SQLite and PostgreSQL, and SQLAlchemy's errors translated once, here.
+
+SQLite (WAL, a busy timeout, foreign keys on, ``BEGIN IMMEDIATE`` for writes)
+is the embedded default; PostgreSQL is reached through psycopg 3.
+
+Errors (:func:`translated`): a database that cannot be reached, is locked past
+its busy timeout or times out is :class:`~collector.errors.DatabaseUnavailable`
+(transient: the spool will catch it); a value the database refuses is
+:class:`~collector.errors.DataRejected`; anything else is a bug and is not
+translated.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from collector.errors import ConfigError, DatabaseUnavailable, DataRejected
+
+SQLITE_BUSY_TIMEOUT = 30.0
+
+# SQLite's result codes that mean the file cannot be used now, rather than a bug in a
+# statement (SQLITE_ERROR: no such table, a syntax error).
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR",
+                       "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PROTOCOL", "SQLITE_NOTADB",
+                       "SQLITE_CORRUPT", "SQLITE_PERM", "SQLITE_AUTH")
+
+
+def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
+    """An engine for a SQLAlchemy URL; ConfigError for a URL or driver that cannot work.
+
+    ``busy_timeout`` is how long a SQLite writer waits for another one, in seconds.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {url!r} is not a URL (use a file path, sqlite:///PATH "
+                          "or postgresql://USER@HOST/DB)") from None
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            directory = Path(parsed.database).parent
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    parsed.render_as_string(), f"cannot create {directory}: {exc.strerror}"
+                ) from None
+        options["connect_args"] = {"timeout": busy_timeout}
+    elif parsed.get_backend_name() == "postgresql":
+        options["pool_pre_ping"] = True  # a daemon outlives server restarts
+    try:
+        engine = create_engine(parsed, **options)
+    except NoSuchModuleError:
+        raise ConfigError(f"database URL {parsed.render_as_string()!r}: unknown database type "
+                          f"{parsed.drivername!r} (use sqlite or postgresql)") from None
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'collector[postgres]')" if "psycopg" in str(exc) else ""
+        raise ConfigError(f"database URL {parsed.render_as_string()!r} needs the Python module "
+                          f"{exc.name!r}, which is not installed{extra}") from None
+    if engine.dialect.name == "sqlite":
+        busy_ms = int(busy_timeout * 1000)
+        event.listen(engine, "connect", lambda conn, _record: _sqlite_connect(conn, busy_ms))
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, busy_ms: int) -> None:
+    # The driver's own transaction handling lets DDL commit by itself; take it
+    # over (SQLAlchemy's documented pysqlite recipe) so that a migration is one
+    # transaction and a second process never sees half a schema.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    # WAL lets readers and one writer work at once; it stays set in the file.
+    # Switching a new file to it fails, busy timeout or not, while another
+    # connection has the file open: wait for that one to finish.
+    deadline = time.monotonic() + busy_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A writer takes the write lock up front and waits its turn (busy timeout);
+    # a read transaction that later tries to write fails at once instead.
+    write = connection.get_execution_options().get("write_lock", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """Foreign keys off on a SQLite connection, outside any transaction, for a migration.
+
+    Rebuilding a table (Alembic's batch mode) drops it; with foreign keys on,
+    SQLite deletes the rows that point at it first (ON DELETE CASCADE), so the
+    pragma must be off while the migration runs, and it can only change
+    outside a transaction.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def is_unavailable(exc: SQLAlchemyError) -> bool:
+    """Whether the error says the database cannot be used now (transient), not a bug."""
+    if isinstance(exc, PoolTimeout | DisconnectionError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    name = getattr(exc.orig, "sqlite_errorname", None)
+    if name is None:  # PostgreSQL: connection failures, timeouts, lock and shutdown errors
+        return True
+    return str(name).startswith(_SQLITE_UNAVAILABLE)
+
+
+@contextmanager
+def translated(url: str) -> Iterator[None]:
+    """SQLAlchemy's errors in the block as collector's (see the module's docstring)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailable(url, reason(exc)) from exc
+        if isinstance(exc, DataError):
+            raise DataRejected(url, reason(exc)) from exc
+        raise
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of what the database driver said."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip() or type(original).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,94 @@
+"""The schema's revision, and bringing a database to it with Alembic.
+
+The migration scripts live in the top-level ``migrations/`` folder of a
+checkout; a wheel carries them as ``collector/migrations`` (pyproject.toml,
+``force-include``), so ``collector db upgrade`` works from an installed
+package. They are read once per process, and only by commands that need them.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, inspect
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic keeps the running migration's context in module globals: one at a time per process.
+MIGRATING = threading.Lock()
+
+
+def migrations_location() -> str:
+    """The folder holding ``env.py`` and ``versions/``: inside the package, else the checkout's."""
+    package = Path(__file__).resolve().parent.parent
+    for folder in (package / "migrations", package.parent / "migrations"):
+        if (folder / "env.py").is_file():
+            return str(folder)
+    raise RuntimeError(f"collector's migrations are missing from {package}: reinstall collector")
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration for collector's migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", migrations_location())
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this collector knows."""
+    return _revisions(migrations_location())[0]
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision this collector knows."""
+    return _revisions(migrations_location())[1]
+
+
+@functools.cache
+def _revisions(location: str) -> tuple[str, frozenset[str]]:
+    """The newest revision and all revisions in ``location``, read once per process."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", location)
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    assert head is not None, "collector ships at least one migration"
+    return head, frozenset(s.revision for s in scripts.walk_revisions())
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision the database is at, or None when it has none."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def table_names(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def run_upgrade(conn: Connection, target: str = "head") -> None:
+    """Run the migrations up to ``target`` on ``conn``, inside its transaction."""
+    _run(conn, target, up=True)
+
+
+def run_downgrade(conn: Connection, target: str) -> None:
+    """Run the migrations down to ``target`` on ``conn``, inside its transaction."""
+    _run(conn, target, up=False)
+
+
+def _run(conn: Connection, target: str, *, up: bool) -> None:
+    from alembic import command
+
+    with MIGRATING:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        (command.upgrade if up else command.downgrade)(config, target)

@@ -1,0 +1,154 @@
+"""Claims, completion and the store's errors on a real SQLite file and the real PostgreSQL.
+
+A lost claim is an answer (None), an outage is DatabaseUnavailable, a refused
+value is DataRejected, and anything else is a bug that is not translated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from collector.errors import DatabaseUnavailable, DataRejected
+from collector.models import batches, requests
+from collector.results import BatchResult
+from collector.runner import run_batch
+from collector.spec import BatchSpec
+from collector.store import Store, open_store
+from tests.conftest import database_outage
+from tests.server import LocalServer
+
+FIRE = datetime(2026, 11, 27, 12, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def spec(server: LocalServer) -> BatchSpec:
+    return BatchSpec(url=server.url("/search"), queries=({"q": "python"}, {"q": "php"}))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with open_store(db_url, busy_timeout=0.2) as opened:
+        yield opened
+
+
+def test_a_claim_is_a_running_batch_completed_later(store: Store, spec: BatchSpec) -> None:
+    batch_id = store.claim("search", spec, scheduled_for=FIRE, worker="host-a:1")
+    assert batch_id is not None
+    running = store.load_batch(batch_id)
+    assert (running.status, running.trigger, running.scheduled_for) == ("running", "schedule",
+                                                                        FIRE)
+    assert running.result is None and running.worker == "host-a:1"
+    assert store.info().row_counts["requests"] == 0
+
+    result = run_batch(spec)
+    store.complete(batch_id, result)
+    done = store.load_batch(batch_id)
+    assert done.status == "ok" and done.result is not None
+    assert done.result.num_connections == 1 and done.result.tcp_connections == 1
+    assert [r.query for r in done.result.requests] == ["q=python", "q=php"]
+    assert done.started_at == result.started_at and done.finished_at == result.finished_at
+
+
+def test_the_second_claim_of_a_fire_loses(store: Store, spec: BatchSpec) -> None:
+    first = store.claim("search", spec, scheduled_for=FIRE, worker="host-a:1")
+    second = store.claim("search", spec, scheduled_for=FIRE, worker="host-b:2")
+    assert first is not None and second is None
+    assert store.claim("other", spec, scheduled_for=FIRE) is not None  # another job's fire
+    assert store.load_batch(first).worker == "host-a:1"
+    assert store.info().row_counts["batches"] == 2
+
+
+def test_workers_claiming_at_once_run_a_fire_once(db_url: str, spec: BatchSpec) -> None:
+    stores = [open_store(db_url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    won: list[int | None] = [None] * len(stores)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        won[i] = stores[i].claim("search", spec, scheduled_for=FIRE, worker=f"w:{i}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in stores:
+        opened.close()
+    assert sum(batch_id is not None for batch_id in won) == 1
+
+
+def test_a_lost_claim_is_told_apart_from_an_outage(db_url: str, store: Store,
+                                                   spec: BatchSpec) -> None:
+    assert store.claim("search", spec, scheduled_for=FIRE) is not None
+    assert store.claim("search", spec, scheduled_for=FIRE) is None
+    with database_outage(db_url), pytest.raises(DatabaseUnavailable, match="database"):
+        store.claim("search", spec, scheduled_for=datetime(2026, 11, 27, 12, 10, tzinfo=UTC))
+
+
+def test_saving_during_an_outage_is_unavailable_and_leaves_nothing(
+        db_url: str, store: Store, spec: BatchSpec) -> None:
+    result = run_batch(spec)
+    with database_outage(db_url), pytest.raises(DatabaseUnavailable) as caught:
+        store.save_batch(result, job_name="search")
+    assert "\n" not in str(caught.value)
+    assert store.info().row_counts["batches"] == 0
+    assert store.save_batch(result, job_name="search") is not None  # back again
+
+
+def test_counters_are_null_only_while_running(store: Store, spec: BatchSpec) -> None:
+    row = {"job_name": "j", "trigger": "schedule", "started_at": FIRE, "url": spec.url,
+           "method": "GET", "pool_size": 1, "concurrency": 1, "worker": "w:1"}
+    with store.engine.begin() as conn:
+        conn.execute(insert(batches).values({**row, "status": "running"}))
+        conn.execute(insert(batches).values({**row, "status": "abandoned"}))
+    for status in ("ok", "partial", "failed", "interrupted"):
+        with pytest.raises(IntegrityError, match="(?i)check"), store.engine.begin() as conn:
+            conn.execute(insert(batches).values({**row, "status": status}))
+
+
+@pytest.mark.parametrize(("column", "value"), [("status", "done"), ("trigger", "cron")])
+def test_status_and_trigger_are_checked(store: Store, spec: BatchSpec, column: str,
+                                        value: str) -> None:
+    row = {"job_name": "j", "trigger": "manual", "started_at": FIRE, "url": spec.url,
+           "method": "GET", "pool_size": 1, "concurrency": 1, "worker": "w:1",
+           "status": "running", column: value}
+    with pytest.raises(IntegrityError, match="(?i)check"), store.engine.begin() as conn:
+        conn.execute(insert(batches).values(row))
+
+
+def test_completing_a_batch_that_is_gone_is_refused(store: Store, spec: BatchSpec) -> None:
+    batch_id = store.claim("search", spec, scheduled_for=FIRE)
+    assert batch_id is not None
+    with store.engine.begin() as conn:
+        conn.execute(batches.delete())
+    with pytest.raises(DataRejected, match=f"batch {batch_id} is no longer running"):
+        store.complete(batch_id, run_batch(spec))
+    assert store.info().row_counts["requests"] == 0
+
+
+def test_a_bug_is_not_called_an_outage(store: Store, spec: BatchSpec) -> None:
+    result = run_batch(spec)
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE requests"))  # broken behind collector's back
+    with pytest.raises((OperationalError, ProgrammingError), match="requests"):
+        store.save_batch(result, job_name="search")
+
+
+def test_a_value_postgresql_cannot_hold_is_rejected_not_unavailable(
+        postgres_url: str, spec: BatchSpec) -> None:
+    result = run_batch(spec)
+    request = result.requests[0]
+    poisoned = BatchResult(**{**result.__dict__, "requests": (
+        type(request)(**{**request.__dict__, "content_type": "text/plain\x00"}),)})
+    with open_store(postgres_url) as store:
+        with pytest.raises(DataRejected, match="NUL"):
+            store.save_batch(poisoned, job_name="search")
+        assert store.info().row_counts["batches"] == 0
+        with store.engine.connect() as conn:
+            assert conn.execute(select(requests)).all() == []
