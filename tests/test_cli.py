@@ -317,3 +317,68 @@ def test_an_older_schema_asks_for_db_upgrade(db_url: str, tmp_path: Path,
     assert len(stored(db_url)[0]) == 2  # the data was kept
     with open_store(db_url) as store:
         assert "note" in {c["name"] for c in inspect(store.engine).get_columns("batches")}
+
+
+@pytest.mark.parametrize("given", ["5", "5s", "5000ms", "0.1m"])
+def test_run_once_takes_every_duration_form(sqlite_url: str, server: LocalServer,
+                                            given: str) -> None:
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "--timeout", given,
+                            "--total-timeout", given, "--db", sqlite_url, "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["requests"][0]["status"] == 200
+
+
+def test_run_once_fields_and_max_body(sqlite_url: str, server: LocalServer) -> None:
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
+                            "-q", "q=php&v=2", "--field", "v=1.0", "--field", "lang=en",
+                            "--db", sqlite_url, "--json")
+    assert (code, err) == (0, "")
+    assert [p for _, p, _, _ in server.seen] == ["/search?q=python&v=1.0&lang=en",
+                                                 "/search?q=php&v=2&lang=en"]
+    code, out, _ = invoke("run-once", "--url", server.url("/bytes/5000"), "--max-body", "1KiB",
+                          "--db", sqlite_url, "--json")
+    (request,) = json.loads(out)["requests"]
+    assert code == 0 and request["error_kind"] == "too_large" and request["body_length"] == 1025
+
+
+def test_the_demo_prints_the_examples_figures(sqlite_url: str) -> None:
+    code, out, err = invoke("demo", "--db", sqlite_url, "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert [(r["status"], r["content_type"], r["body_length"]) for r in document["requests"]] == [
+        (200, "text/javascript; charset=utf-8", 211)] * 2
+    assert (document["num_connections"], document["num_requests"]) == (1, 2)
+    code, out, _ = invoke("demo", "--db", sqlite_url)
+    lines = [line.split() for line in out.splitlines()]
+    assert [line[2:6] for line in lines if line[:1] in (["0"], ["1"])] == [
+        ["200", "text/javascript;", "charset=utf-8", "211"]] * 2
+    assert "Number of connections: 1 " in out and "Number of requests: 2" in out
+
+
+def test_a_progress_bar_only_on_a_terminal(tmp_path: Path, server: LocalServer) -> None:
+    import pty
+
+    args = [str(COLLECTOR), "run-once", "--url", server.url("/delay/0.3"), "-q", "q=a",
+            "-q", "q=b", "-q", "q=c", "--no-store"]
+    plain = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and plain.stderr == ""
+
+    leader, follower = pty.openpty()
+    try:
+        on_terminal = subprocess.run(args, stdout=subprocess.PIPE, stderr=follower, text=True,
+                                     timeout=60, env={**os.environ, "COLUMNS": "80"})
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert on_terminal.returncode == 0
+    assert "Number of requests: 3" in on_terminal.stdout
+    assert b"requests" in seen and b"/3" in seen

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,98 @@ def test_run_once_a_stored_job_reads_the_environment_then(job_dir: Path, db_url:
     assert isinstance(definition, dict) and "t0ken" not in json.dumps(definition)
     code, _, err = invoke("run-once", "nope", "--db", db_url)
     assert code == 2 and 'no job named "nope"' in err
+
+
+def test_a_deleted_ca_file_breaks_only_its_own_batch(tmp_path: Path, db_url: str,
+                                                     server: LocalServer) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not needed until the batch runs")
+    (tmp_path / "jobs.toml").write_text(f"""
+[jobs.secure]
+url = "https://127.0.0.1:1/x"
+every = "1m"
+ca_file = "{ca}"
+
+[jobs.plain]
+url = "{server.url('/search')}"
+every = "1m"
+""")
+    assert invoke("jobs", "apply", str(tmp_path / "jobs.toml"), "--db", db_url)[0] == 0
+    ca.unlink()
+
+    code, out, err = invoke("jobs", "list", "--db", db_url, "--format", "json")
+    assert (code, err) == (0, "")
+    assert [job["name"] for job in json.loads(out)] == ["plain", "secure"]
+    assert invoke("run-once", "plain", "--db", db_url)[0] == 0
+    code, out, err = invoke("jobs", "show", "secure", "--db", db_url)
+    assert code == 0 and f'ca_file = "{ca}"' in out
+
+    # The job whose file is gone runs, and its batch records why nothing was sent.
+    code, out, err = invoke("run-once", "secure", "--db", db_url, "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert document["status"] == "failed" and document["batch_id"] is not None
+    (request,) = document["requests"]
+    assert request["error_kind"] == "tls"
+    assert f"ca_file '{ca}' is not a readable file on this machine" in request["error"]
+
+
+def test_a_malformed_stored_job_is_reported_and_skipped(job_dir: Path, db_url: str) -> None:
+    assert invoke("jobs", "apply", str(job_dir), "--db", db_url)[0] == 0
+    with open_store(db_url) as store, store.connect(write=True) as conn:
+        conn.execute(jobs.update().where(jobs.c.name == "nightly").values(
+            definition={"url": "gopher://old/", "every": "5m"}))
+
+    code, out, err = invoke("jobs", "list", "--db", db_url, "--format", "json")
+    assert code == 0
+    assert [job["name"] for job in json.loads(out)] == ["search"]
+    assert_one_line_error(err.replace("warning", "error"),
+                          'stored job "nightly": url: "gopher://old/" is not an http:// or '
+                          "https:// URL with a host (fix it with collector jobs apply or "
+                          "remove it)")
+    code, _, err = invoke("run-once", "nightly", "--db", db_url)
+    assert code == 2 and 'stored job "nightly": url:' in err
+
+    # Its file is the source of truth: applying it again repairs the row.
+    code, out, _ = invoke("jobs", "apply", str(job_dir), "--db", db_url)
+    assert code == 0 and "updated       nightly" in out and "replaces an invalid definition" in out
+    assert invoke("jobs", "list", "--db", db_url)[2] == ""
+
+
+def test_a_stored_job_named_like_a_file_runs_by_name(db_url: str, server: LocalServer,
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no file of that name here
+    assert invoke("jobs", "add", "daily.toml", "--url", server.url("/search"), "--every", "1d",
+                  "--db", db_url)[0] == 0
+    code, out, err = invoke("run-once", "daily.toml", "--db", db_url, "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["job_name"] == "daily.toml" and len(server.seen) == 1
+
+
+def test_adding_one_name_twice_at_once_says_it_exists(db_url: str) -> None:
+    collector = Path(sys.executable).parent / "collector"
+    invoke("db", "upgrade", "--db", db_url)  # the race is on the job, not the schema
+    processes = [subprocess.Popen([str(collector), "jobs", "add", "twin", "--url",
+                                   "http://x.test/", "--every", "1m", "--db", db_url],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    results = [(p.wait(timeout=60), p.communicate()[1]) for p in processes]
+    assert sorted(code for code, _ in results) == [0, 2, 2, 2], results
+    for code, err in results:
+        if code:
+            assert_one_line_error(err, 'a job named "twin" exists already (from cli)')
+    assert list(job_rows(db_url)) == ["twin"]
+
+
+@pytest.mark.parametrize("given", ["5", "5s", "5000ms"])
+def test_jobs_add_takes_every_duration_form(sqlite_url: str, given: str) -> None:
+    code, _, err = invoke("jobs", "add", "probe", "--url", "http://x.test/", "--every", given,
+                          "--timeout", given, "--total-timeout", given, "--jitter", given,
+                          "--max-body", "1KiB", "--db", sqlite_url)
+    assert (code, err) == (0, "")
+    definition = job_rows(sqlite_url)["probe"]["definition"]
+    assert isinstance(definition, dict)
+    assert definition["every"] == definition["jitter"] == "5s"
+    assert definition["timeout"] == {"connect": "5s", "read": "5s", "total": "5s"}
+    assert definition["max_body"] == 1024
