@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.config import BatchSpec  # noqa: E402
-
 from collector.runner import run_batch  # noqa: E402
+from collector.spec import BatchSpec  # noqa: E402
 from tests.server import LocalServer  # noqa: E402
 
 
