@@ -63,27 +63,24 @@ class Meter:
         return self._current.reused, self._current.connect_ms
 
 
-class _Counting:
-    """What both connection classes add: count connects, say whether a request re-used one.
+class CountingHTTPConnection(HTTPConnection):
+    """urllib3's HTTPConnection, counted by the Meter given as the ``meter`` keyword argument.
 
     A request goes over a re-used connection when the socket is open and has
     already carried a request since it was connected. (HTTPS connects before
     ``request()``, plain HTTP inside it.)
     """
 
-    sock: Any
-    _meter: Meter
-    _carried_request: bool
-
-    def _setup_meter(self, meter: Meter) -> None:
+    def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._meter = meter
         self._carried_request = False
 
-    def _connect_counted(self, connect: Callable[[], None]) -> None:
+    def connect(self) -> None:
         self._meter.sent(reused=False)  # an attempt that connects is on a new connection
         start = time.perf_counter()
         try:
-            connect()
+            super().connect()
         except BaseException:
             # urllib3 sets sock as soon as the TCP connection is made; still set
             # after a failure means the TLS handshake (or a proxy tunnel) failed on
@@ -94,40 +91,18 @@ class _Counting:
         self._carried_request = False
         self._meter.connected(_ms_since(start))
 
-    def _sending(self) -> None:
-        self._meter.sent(reused=self.sock is not None and self._carried_request)
-
-
-class CountingHTTPConnection(_Counting, HTTPConnection):
-    """urllib3's HTTPConnection, counted by the ``meter`` keyword argument's Meter."""
-
-    def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_meter(meter)
-
-    def connect(self) -> None:
-        self._connect_counted(super().connect)
-
     def request(self, *args: Any, **kwargs: Any) -> None:
-        self._sending()
+        self._meter.sent(reused=self.sock is not None and self._carried_request)
         super().request(*args, **kwargs)  # plain HTTP connects in here
         self._carried_request = True
 
 
-class CountingHTTPSConnection(_Counting, HTTPSConnection):
-    """urllib3's HTTPSConnection, counted by the ``meter`` keyword argument's Meter."""
+class CountingHTTPSConnection(CountingHTTPConnection, HTTPSConnection):
+    """urllib3's HTTPSConnection, counted as :class:`CountingHTTPConnection` is.
 
-    def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_meter(meter)
-
-    def connect(self) -> None:
-        self._connect_counted(super().connect)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._sending()
-        super().request(*args, **kwargs)
-        self._carried_request = True
+    Its ``connect()`` and ``request()`` wrap HTTPSConnection's (the method order
+    puts HTTPSConnection right after CountingHTTPConnection).
+    """
 
 
 class AttemptLog:
