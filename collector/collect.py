@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from collector.errors import ConfigError, DatabaseUnavailable, StoreError
 from collector.results import BatchResult, Trigger
@@ -37,13 +38,15 @@ class Outcome:
     - ran but not stored: ``result`` and ``store_error`` are set (``store`` was
       given and could not take it; ``transient`` says whether trying again may work);
     - ran without a store: only ``result``;
-    - claimed elsewhere: nothing ran, ``result`` is None (another worker has the fire).
+    - skipped: nothing ran, ``result`` is None; ``skipped`` says why: another
+      worker claimed the fire, or the job's previous batch is still running.
     """
 
     job_name: str
     result: BatchResult | None = None
     batch_id: int | None = None
     store_error: StoreError | None = None
+    skipped: Literal["claimed_elsewhere", "previous_running"] | None = None
 
     @property
     def stored(self) -> bool:
@@ -51,7 +54,7 @@ class Outcome:
 
     @property
     def claimed_elsewhere(self) -> bool:
-        return self.result is None
+        return self.skipped == "claimed_elsewhere"
 
     @property
     def transient(self) -> bool:
@@ -88,11 +91,14 @@ def expand_environment(batch: BatchSpec, environ: Mapping[str, str], *,
 def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
             trigger: Trigger = "manual", scheduled_for: datetime | None = None,
             environ: Mapping[str, str] = os.environ, where: str | None = None,
-            on_request: OnRequest | None = None) -> Outcome:
+            on_request: OnRequest | None = None, worker: str | None = None,
+            stop: threading.Event | None = None) -> Outcome:
     """Expand, (claim,) run and store one batch of ``job_name``.
 
     ``store`` None runs without storing. With ``scheduled_for`` the fire is
-    claimed before anything is sent; a fire another worker claimed is not run.
+    claimed (by ``worker``) before anything is sent; it is skipped when
+    another worker claimed it, or while a batch of the job runs anywhere.
+    ``stop`` ends the batch early (see :func:`~collector.runner.run_batch`).
     Raises ConfigError for an environment variable that is not set (before
     anything runs) and StoreError when the claim itself cannot be made.
     """
@@ -101,10 +107,12 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     ready = expand_environment(batch, environ, where=where or f'job "{job_name}"')
     claimed: int | None = None
     if store is not None and scheduled_for is not None:
-        claimed = store.claim(job_name, batch, scheduled_for=scheduled_for)
+        if store.job_is_running(job_name):
+            return Outcome(job_name=job_name, skipped="previous_running")
+        claimed = store.claim(job_name, batch, scheduled_for=scheduled_for, worker=worker)
         if claimed is None:
-            return Outcome(job_name=job_name)
-    result = run_batch(ready, on_request=on_request)
+            return Outcome(job_name=job_name, skipped="claimed_elsewhere")
+    result = run_batch(ready, on_request=on_request, stop=stop)
     if store is None:
         return Outcome(job_name=job_name, result=result)
     try:
@@ -112,7 +120,8 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
             store.complete(claimed, result)
             batch_id: int | None = claimed
         else:
-            batch_id = store.save_batch(result, job_name=job_name, trigger=trigger)
+            batch_id = store.save_batch(result, job_name=job_name, trigger=trigger,
+                                        worker=worker)
     except StoreError as exc:
         return Outcome(job_name=job_name, result=result, store_error=exc)
     return Outcome(job_name=job_name, result=result, batch_id=batch_id)

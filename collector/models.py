@@ -144,3 +144,14 @@ jobs = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+workers = Table(
+    "workers", metadata,
+    Column("id", String(255), primary_key=True, comment="host:pid, as batches.worker names it"),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_heartbeat", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime(), comment="set when the daemon stopped cleanly"),
+)

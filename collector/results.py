@@ -105,6 +105,7 @@ class BatchResult:
     num_requests: int
     tcp_connections: int
     requests: tuple[RequestResult, ...]
+    interrupted: bool = False  # stopped before every query was sent: these are the ones sent
 
     @property
     def requests_succeeded(self) -> int:
@@ -116,7 +117,10 @@ class BatchResult:
 
     @property
     def status(self) -> BatchStatus:
-        """``ok`` (every request got a response), ``partial`` or ``failed`` (none did)."""
+        """``ok`` (every request got a response), ``partial`` or ``failed`` (none did);
+        ``interrupted`` when it was stopped before every query was sent."""
+        if self.interrupted:
+            return "interrupted"
         if not self.requests_failed:
             return "ok"
         return "failed" if not self.requests_succeeded else "partial"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,12 +74,15 @@ class _Target:
     body_method: bool
 
 
-def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None) -> BatchResult:
+def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
+              stop: threading.Event | None = None) -> BatchResult:
     """Send every query of ``spec`` through one pool and return what happened.
 
     Requests come back in batch order whatever the concurrency. ``on_request``
     is called with each request's result as it finishes (from the sending
-    thread), for progress.
+    thread), for progress. Once ``stop`` is set no new request is sent: the
+    requests in flight finish, and the result holds what was collected, marked
+    ``interrupted``.
     """
     queries = spec.queries or ({},)
     started_at = datetime.now(UTC)
@@ -91,31 +95,35 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None) -> BatchR
     target = _target(spec)
     pool = _open_pool(spec, meter)
     try:
-        def send(position: int) -> RequestResult:
+        def send(position: int) -> RequestResult | None:
+            if stop is not None and stop.is_set():
+                return None
             result = _send(pool, meter, spec, target, position, queries[position])
             if on_request is not None:
                 on_request(result)
             return result
 
         if spec.concurrency == 1:
-            requests = [send(i) for i in range(len(queries))]
+            sent = [send(i) for i in range(len(queries))]
         else:
             with ThreadPoolExecutor(max_workers=spec.concurrency,
                                     thread_name_prefix="collector-request") as threads:
-                requests = list(threads.map(send, range(len(queries))))
+                sent = list(threads.map(send, range(len(queries))))
         counts = (pool.num_connections, pool.num_requests, meter.tcp_connections)
     finally:
         pool.close()
-    return _result(spec, started_at, requests, counts=counts)
+    requests = [r for r in sent if r is not None]
+    return _result(spec, started_at, requests, counts=counts,
+                   interrupted=len(requests) < len(queries))
 
 
 def _result(spec: BatchSpec, started_at: datetime, requests: list[RequestResult], *,
-            counts: tuple[int, int, int]) -> BatchResult:
+            counts: tuple[int, int, int], interrupted: bool = False) -> BatchResult:
     return BatchResult(
         url=spec.url, method=spec.method, pool_size=spec.pool_size,
         concurrency=spec.concurrency, started_at=started_at, finished_at=datetime.now(UTC),
         num_connections=counts[0], num_requests=counts[1], tcp_connections=counts[2],
-        requests=tuple(requests),
+        requests=tuple(requests), interrupted=interrupted,
     )
 
 

@@ -1,13 +1,21 @@
-"""When jobs run: ``every`` and ``cron`` as APScheduler triggers, and how a schedule reads.
+"""When jobs run: ``every`` and ``cron`` as fire times, and how a schedule reads.
 
 Crontab day-of-week numbers mean what they mean to cron(5): 0 and 7 are
 Sunday. APScheduler 3 reads 0 as Monday, so numbers are turned into day names
 before the trigger is built.
+
+Every daemon computes the same fire times (:class:`Fires`): ``every`` is
+anchored to the Unix epoch, so a 5-minute job fires at :00, :05, ... on every
+host; ``cron`` follows its time zone; ``jitter`` moves all of a job's fires by
+one offset derived from its name, never by a random amount. A fire's key is
+(job, fire time), which is what a daemon claims.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from collector.quantities import format_duration
@@ -80,3 +88,75 @@ def describe_schedule(job: JobSpec) -> str | None:
         return None
     text = f"cron {job.cron}"
     return text if job.timezone == "UTC" else f"{text} ({job.timezone})"
+
+
+# -- fires: the same times on every daemon ------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_GRACE = timedelta(hours=1)
+
+
+def spread_offset(name: str, jitter: float | None) -> timedelta:
+    """How far a job's fires are moved, the same on every daemon: [0, jitter), from its name.
+
+    Many jobs on one schedule would all fire at :00; a job with ``jitter``
+    fires at a fixed offset within it instead, derived from a hash of its name
+    (as Prometheus spreads scrapes), so every daemon computes the same times
+    and a fire keeps one key. Milliseconds, so the key survives storage.
+    """
+    if not jitter:
+        return timedelta(0)
+    fraction = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") / 2**64
+    return timedelta(milliseconds=int(fraction * jitter * 1000))
+
+
+class Fires:
+    """A job's fire times: ``every`` anchored to the Unix epoch, or ``cron`` in its time zone.
+
+    Both moved by the job's :func:`spread_offset`. ``next_after`` follows
+    APScheduler's trigger contract; ``latest`` is the fire a run at a given
+    moment belongs to: its key.
+    """
+
+    def __init__(self, job: JobSpec) -> None:
+        self.offset = spread_offset(job.name, job.jitter)
+        self.every = timedelta(seconds=job.every) if job.every is not None else None
+        self._cron = cron_trigger(job.cron, job.timezone) if job.cron is not None else None
+        if self.every is None and self._cron is None:
+            raise ValueError(f'job "{job.name}" has no schedule (every or cron)')
+
+    def next_after(self, previous: datetime | None, now: datetime) -> datetime | None:
+        """The first fire after ``previous``, or, without one, the first at or after ``now``."""
+        if self.every is not None:
+            origin = EPOCH + self.offset
+            if previous is not None:
+                return origin + ((previous - origin) // self.every + 1) * self.every
+            steps = -((origin - now) // self.every)  # ceiling
+            return origin + steps * self.every
+        assert self._cron is not None
+        fire = self._cron.get_next_fire_time(
+            None if previous is None else previous - self.offset, now - self.offset)
+        return None if fire is None else fire.astimezone(UTC) + self.offset
+
+    def latest(self, at: datetime) -> datetime | None:
+        """The last fire at or before ``at`` (None if there was none in five years)."""
+        if self.every is not None:
+            origin = EPOCH + self.offset
+            return origin + ((at - origin) // self.every) * self.every
+        for window in (timedelta(hours=1), timedelta(days=1), timedelta(days=32),
+                       timedelta(days=367), timedelta(days=5 * 366)):
+            fire = self.next_after(None, at - window)
+            if fire is None or fire > at:
+                continue
+            while (following := self.next_after(fire, at)) is not None and following <= at:
+                fire = following
+            return fire
+        return None
+
+    def grace(self, at: datetime) -> timedelta:
+        """How late a fire may still run: the time to the next one, at most an hour."""
+        latest = self.latest(at)
+        following = self.next_after(latest, at) if latest is not None else None
+        if latest is None or following is None:
+            return MAX_GRACE
+        return min(following - latest, MAX_GRACE)

@@ -56,8 +56,9 @@ def _root(
 
 
 def _register() -> None:
-    from collector.cli import db, jobs, report, run
+    from collector.cli import daemon, db, jobs, report, run
 
+    app.command("run")(daemon.run)
     app.command("run-once")(run.run_once)
     app.command("demo")(run.demo)
     app.add_typer(jobs.app, name="jobs")

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -36,6 +36,7 @@ from collector.spec import BatchSpec, JobSpec
 from collector.store import batches as _batches
 from collector.store import jobs as _jobs
 from collector.store import schema
+from collector.store import workers as _workers
 from collector.store.batches import StoredBatch
 from collector.store.engine import (
     SQLITE_BUSY_TIMEOUT,
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 # Submodules share names with the tables (collector.store.batches), so the tables are
 # reached through collector.models.
-_TABLES = (models.jobs, models.batches, models.requests)
+_TABLES = (models.jobs, models.batches, models.requests, models.workers)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,7 +231,39 @@ class Store:
         with self.connect(write=not dry_run) as conn:
             return _batches.prune(conn, before, dry_run=dry_run)
 
+    def job_is_running(self, job_name: str) -> bool:
+        """Whether a batch of this job is ``running`` anywhere in the cluster."""
+        with self.connect() as conn:
+            return _workers.job_is_running(conn, job_name)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def register_worker(self, worker: str) -> int:
+        """Start ``worker``'s heartbeat row; returns how many of its earlier batches it
+        abandoned (left running by a process that had its id before)."""
+        with self.connect(write=True) as conn:
+            return _workers.register(conn, worker)
+
+    def heartbeat(self, worker: str) -> None:
+        with self.connect(write=True) as conn:
+            _workers.heartbeat(conn, worker)
+
+    def worker_stopped(self, worker: str) -> None:
+        with self.connect(write=True) as conn:
+            _workers.stopped(conn, worker)
+
+    def abandon_stale(self, timeout: timedelta) -> int:
+        """Mark ``abandoned`` the running batches of workers whose heartbeat is older than
+        ``timeout`` (or that stopped, or never registered); returns how many."""
+        with self.connect(write=True) as conn:
+            return _workers.abandon_stale(conn, timeout)
+
     # -- jobs ---------------------------------------------------------------------------------
+
+    def jobs_marker(self) -> tuple[tuple[str, datetime], ...]:
+        """Each job's name and last change: cheap to read, different after any change."""
+        with self.connect() as conn:
+            return _jobs.marker(conn)
 
     def jobs(self) -> StoredJobs:
         """Every stored job by name; a row that is not a valid job is in ``broken``."""

@@ -74,6 +74,12 @@ def read_one(conn: Connection, name: str) -> StoredJob | BrokenJob | None:
         return BrokenJob(name=row.name, source=row.source, problem=exc.problem)
 
 
+def marker(conn: Connection) -> tuple[tuple[str, datetime], ...]:
+    """(name, updated_at) of every job: any add, change, enable, disable or remove shows."""
+    rows = conn.execute(select(jobs.c.name, jobs.c.updated_at).order_by(jobs.c.name))
+    return tuple((row.name, row.updated_at) for row in rows)
+
+
 def names(conn: Connection) -> list[str]:
     """Every stored job's name, for suggestions."""
     return list(conn.execute(select(jobs.c.name).order_by(jobs.c.name)).scalars())
@@ -97,10 +103,18 @@ def insert_new(conn: Connection, job: JobSpec) -> bool:
 
 def save(conn: Connection, *, create: Sequence[JobSpec], update_: Sequence[JobSpec],
          remove: Sequence[str]) -> None:
+    """Create (or, when another process created it meanwhile, replace), update, remove.
+
+    Daemons on several hosts apply the same job files as they start: a job
+    created by one a moment earlier is replaced, never a unique violation.
+    """
     now = datetime.now(UTC)
-    if create:
-        conn.execute(jobs.insert(), [{**_job_row(job), "created_at": now, "updated_at": now}
-                                     for job in create])
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for job in create:
+        row = _job_row(job)
+        insert = dialect.insert(jobs).values({**row, "created_at": now, "updated_at": now})
+        conn.execute(insert.on_conflict_do_update(index_elements=["name"],
+                                                  set_={**row, "updated_at": now}))
     for job in update_:
         conn.execute(_update(job.name, {**_job_row(job), "updated_at": now}))
     if remove:

@@ -1,0 +1,83 @@
+"""``collector run``: the daemon, in the foreground (systemd runs it as a service)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from collector.cli.options import DbOption, open_db
+from collector.errors import ConfigError, JobFilesInvalid
+from collector.quantities import parse_duration
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def run(
+    jobs: Annotated[list[Path] | None, typer.Option(
+        "--jobs", metavar="PATH",
+        help="Job files or folders to apply at start and on SIGHUP (systemctl reload); "
+             "repeatable. Without it, the jobs table as it is.")] = None,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(
+        min=1, max=1000, metavar="N", help="Batches this daemon runs at once.")] = 4,
+    shutdown_timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="On SIGTERM, how long running batches may go on before "
+                                 "they stop (what they collected is stored).")] = "30s",
+    heartbeat_timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="A daemon silent this long is taken for dead and its running "
+                                 "batches are marked abandoned.")] = "30s",
+    metrics_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, metavar="PORT",
+        help="Serve Prometheus metrics on this port (0: any free port).")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        metavar="ADDRESS", help="The address the metrics listen on.")] = "127.0.0.1",
+    log_format: Annotated[LogFormat, typer.Option(
+        help="text (journald adds the time) or json (one object per line).")] = LogFormat.text,
+    log_level: Annotated[LogLevel, typer.Option(help="The least important to log.")]
+        = LogLevel.info,
+) -> None:
+    """Run every enabled job on its schedule until stopped (SIGTERM or Ctrl-C; SIGHUP reloads).
+
+    Several daemons, on one host or many, may share one database: each fire of
+    a job is claimed by one of them and run once.
+    """
+    from collector.daemon.logs import setup_logging
+    from collector.daemon.notify import Notifier
+    from collector.daemon.scheduler import DaemonConfig
+    from collector.daemon.scheduler import run as run_daemon
+
+    config = DaemonConfig(
+        job_paths=tuple(jobs or ()), workers=workers,
+        shutdown_timeout=_seconds("--shutdown-timeout", shutdown_timeout),
+        heartbeat_timeout=_seconds("--heartbeat-timeout", heartbeat_timeout),
+        heartbeat_interval=min(5.0, _seconds("--heartbeat-timeout", heartbeat_timeout) / 3),
+        metrics_port=metrics_port, metrics_address=metrics_address,
+    )
+    setup_logging(log_format.value, log_level.value)
+    with open_db(db) as store:
+        try:
+            run_daemon(store, config, notifier=Notifier())
+        except JobFilesInvalid as exc:
+            for error in exc.errors:
+                typer.echo(f"collector: error: {error}", err=True)
+            raise
