@@ -76,7 +76,7 @@ def test_a_scheduled_fire_is_claimed_then_run_once(db_url: str, spec: BatchSpec,
         assert lost.claimed_elsewhere and not lost.stored and lost.store_error is None
         stored = one.load_batch(won.batch_id)
         assert (stored.status, stored.trigger, stored.scheduled_for) == ("ok", "schedule", FIRE)
-        assert one.info().row_counts == {"jobs": 0, "batches": 1, "requests": 2}
+        assert one.info().row_counts == {"jobs": 0, "batches": 1, "requests": 2, "workers": 0}
     assert len(server.seen) == 2  # the losing worker sent nothing
 
 

@@ -72,7 +72,7 @@ def test_prune(store: Store) -> None:
     assert store.prune(before, dry_run=True) == (3, 7)
     assert store.info().row_counts["batches"] == 4
     assert store.prune(before) == (3, 7)
-    assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1}
+    assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1, "workers": 0}
     assert store.prune(before) == (0, 0)
 
 

@@ -1,0 +1,237 @@
+"""``collector run`` as a real process against real servers and databases.
+
+Jobs fire every second; the tests read what the daemons log (JSON lines),
+what they send to a stand-in systemd notify socket, and what they store.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import urllib3
+from sqlalchemy import update
+
+from collector.daemon.notify import Notifier
+from collector.daemon.scheduler import Daemon, DaemonConfig
+from collector.models import jobs
+from collector.store import open_store
+from tests.cli import invoke
+from tests.daemons import DaemonProcess, NotifySocket, stored_batches, wait_until
+from tests.server import LocalServer
+
+
+def job_file(path: Path, server: LocalServer, *jobs_: tuple[str, str, int]) -> Path:
+    """A job file with one [jobs.NAME] per (name, path, queries), each every second."""
+    text = ""
+    for name, endpoint, queries in jobs_:
+        listed = ", ".join(f'{{ q = "{name}{i}" }}' for i in range(queries))
+        text += (f'[jobs.{name}]\nurl = "{server.url(endpoint)}"\nevery = "1s"\n'
+                 f"queries = [ {listed} ]\n\n")
+    path.write_text(text)
+    return path
+
+
+def test_fires_on_time_tells_systemd_and_stops_cleanly(sqlite_url: str, server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    notify = NotifySocket()
+    jobs_toml = job_file(tmp_path / "jobs.toml", server, ("tick", "/search", 2))
+    daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml),
+                           env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
+    try:
+        daemon.started()
+        wait_until(lambda: len(daemon.batches()) >= 4, message="no batches")
+    finally:
+        code = daemon.stop()
+        notify.close()
+    assert code == 0, "".join(daemon.raw)
+    assert len(daemon.lines) == len(daemon.raw)  # every line is one JSON object
+
+    rows = [r for r in stored_batches(sqlite_url)]
+    assert len(rows) >= 4 and {r["status"] for r in rows} == {"ok"}
+    assert all(r["trigger"] == "schedule" and r["worker"].endswith(f":{daemon.pid}")
+               for r in rows)
+    fires = [r["scheduled_for"] for r in rows]
+    assert all(f.microsecond == 0 for f in fires)  # on the second, the same on every host
+    assert len(set(fires)) == len(fires)
+    lateness = [r["started_at"] - r["scheduled_for"] for r in rows]
+    assert all(timedelta(0) <= late < timedelta(seconds=1.5) for late in lateness), lateness
+    assert sum(late < timedelta(seconds=0.5) for late in lateness) >= len(rows) - 1
+    logged = daemon.batches()
+    assert {(b["job"], b["status"], b["requests"], b["tcp_connections"]) for b in logged} == {
+        ("tick", "ok", 2, 1)}
+
+    fields = notify.fields()
+    assert fields.count("READY=1") == 1 and "STOPPING=1" in fields
+    assert fields.count("WATCHDOG=1") >= 3
+    assert any(f.startswith("STATUS=1 jobs scheduled") for f in fields)
+    assert fields.index("READY=1") < fields.index("STOPPING=1")
+
+
+def test_jobs_table_changes_take_effect_within_5_seconds(db_url: str, server: LocalServer) -> None:
+    assert invoke("jobs", "add", "broken", "--url", server.url("/search"), "--every", "1s",
+                  "--db", db_url)[0] == 0
+    with open_store(db_url) as store, store.connect(write=True) as conn:
+        conn.execute(update(jobs).where(jobs.c.name == "broken")
+                     .values(definition={"url": "gopher://x/", "every": "1s"}))
+    daemon = DaemonProcess(db_url).started()
+    try:
+        daemon.wait_for(lambda line: 'stored job "broken"' in line["message"])
+        added = time.monotonic()
+        assert invoke("jobs", "add", "live", "--url", server.url("/search"), "--every", "1s",
+                      "--db", db_url)[0] == 0
+        daemon.wait_for(lambda line: line.get("batch", {}).get("job") == "live", timeout=10)
+        assert time.monotonic() - added < 5 + 1  # within 5 s, and the next whole second
+
+        assert invoke("jobs", "disable", "live", "--db", db_url)[0] == 0
+        time.sleep(5)
+        count = len(stored_batches(db_url))
+        time.sleep(2.5)
+        assert len(stored_batches(db_url)) == count  # no more fires once disabled
+    finally:
+        assert daemon.stop() == 0
+    assert {r["job_name"] for r in stored_batches(db_url)} == {"live"}
+
+
+def test_sighup_rereads_the_job_files(sqlite_url: str, server: LocalServer,
+                                      tmp_path: Path) -> None:
+    jobs_toml = job_file(tmp_path / "jobs.toml", server, ("first", "/search", 1))
+    daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml)).started()
+    try:
+        daemon.wait_for(lambda line: line.get("batch", {}).get("job") == "first")
+        job_file(jobs_toml, server, ("first", "/search", 1), ("second", "/search", 1))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(lambda line: line.get("batch", {}).get("job") == "second")
+
+        jobs_toml.write_text("[jobs.first]\nurl = 'ftp://nope/'\n")  # a mistake
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(lambda line: "reload failed" in line["message"])
+        seen = len(daemon.batches())
+        wait_until(lambda: {b["job"] for b in daemon.batches()[seen:]} == {"first", "second"},
+                   message="the jobs stopped after a bad reload")
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize(("database", "daemons"), [("postgresql", 3), ("sqlite", 2)])
+def test_several_daemons_run_each_fire_exactly_once(database: str, daemons: int,
+                                                     request: pytest.FixtureRequest,
+                                                     server: LocalServer,
+                                                     tmp_path: Path) -> None:
+    db_url: str = request.getfixturevalue("postgres_url" if database == "postgresql"
+                                          else "sqlite_url")
+    invoke("db", "upgrade", "--db", db_url)
+    jobs_toml = job_file(tmp_path / "jobs.toml", server, ("shared", "/search", 2))
+    running = [DaemonProcess(db_url, "--jobs", str(jobs_toml)) for _ in range(daemons)]
+    try:
+        for daemon in running:
+            daemon.started()
+        wait_until(lambda: len({r["scheduled_for"] for r in stored_batches(db_url)}) >= 20,
+                   timeout=60, message="fewer than 20 fires")
+    finally:
+        codes = [daemon.stop() for daemon in running]
+    assert codes == [0] * daemons, [d.raw for d in running]
+    rows = stored_batches(db_url)
+    fires = Counter(r["scheduled_for"] for r in rows)
+    assert len(rows) == len(fires) >= 20  # every fire ran exactly once
+    assert {r["status"] for r in rows} == {"ok"}
+    skipped = sum(1 for d in running for line in d.lines if "skipped" in line["message"])
+    assert skipped == 0  # at info level a lost claim is silent
+
+
+def test_a_killed_daemons_batch_is_abandoned_not_rerun(postgres_url: str, server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    invoke("db", "upgrade", "--db", postgres_url)
+    jobs_toml = job_file(tmp_path / "jobs.toml", server, ("slow", "/delay/4", 1))
+    pair = [DaemonProcess(postgres_url, "--jobs", str(jobs_toml)) for _ in range(2)]
+    try:
+        for daemon in pair:
+            daemon.started()
+        wait_until(lambda: any(r["status"] == "running" for r in stored_batches(postgres_url)))
+        (running,) = [r for r in stored_batches(postgres_url) if r["status"] == "running"]
+        victim = next(d for d in pair if running["worker"].endswith(f":{d.pid}"))
+        survivor = next(d for d in pair if d is not victim)
+        victim.kill()
+        wait_until(lambda: {r["id"]: r["status"] for r in stored_batches(postgres_url)}
+                   [running["id"]] == "abandoned", timeout=15, message="not abandoned")
+        # The survivor goes on: its next fire runs (and stays running for 4 s).
+        wait_until(lambda: any(r["worker"].endswith(f":{survivor.pid}")
+                               for r in stored_batches(postgres_url)), timeout=15)
+    finally:
+        for daemon in pair:
+            daemon.stop()
+    rows = stored_batches(postgres_url)
+    assert Counter(r["scheduled_for"] for r in rows)[running["scheduled_for"]] == 1
+    abandoned = [r for r in rows if r["status"] == "abandoned"]
+    assert [r["id"] for r in abandoned] == [running["id"]]
+    assert abandoned[0]["num_connections"] is None and abandoned[0]["finished_at"] is not None
+    assert not any(r["status"] == "running" for r in rows)
+
+
+def test_sigterm_stores_a_cut_off_batch_as_interrupted(sqlite_url: str, server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    jobs_toml = job_file(tmp_path / "jobs.toml", server, ("long", "/delay/0.3", 40))
+    daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml), "--shutdown-timeout", "1s")
+    daemon.started()
+    wait_until(lambda: len(server.seen) >= 2)
+    stopped_at = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - stopped_at < 5
+    (row,) = stored_batches(sqlite_url)
+    assert row["status"] == "interrupted"
+    sent = row["requests_succeeded"] + row["requests_failed"]
+    assert 0 < sent < 40 and row["requests_failed"] == 0
+    with open_store(sqlite_url) as store:
+        batch = store.load_batch(row["id"])
+    assert batch.result is not None and len(batch.result.requests) == sent
+
+
+def test_a_stalled_scheduler_stops_the_watchdog(sqlite_url: str) -> None:
+    notify = NotifySocket()
+    config = DaemonConfig(heartbeat_interval=0.5, sync_interval=0.5)
+    with open_store(sqlite_url) as store:
+        daemon = Daemon(store, config, notifier=Notifier({"NOTIFY_SOCKET": notify.path,
+                                                          "WATCHDOG_USEC": "400000"}))
+        daemon.start()
+        serving = threading.Thread(target=daemon.serve)
+        serving.start()
+        try:
+            time.sleep(1.5)
+            assert notify.fields().count("WATCHDOG=1") >= 3
+            daemon.scheduler.pause()  # the scheduler's loop no longer runs anything
+            time.sleep(5)  # the last tick is 3 s old after at most 4 s
+            since = time.monotonic() - 1
+            assert [m for at, m in notify.messages if at > since and "WATCHDOG" in m] == []
+            daemon.scheduler.resume()
+            time.sleep(2)
+            since = time.monotonic() - 1.5
+            assert [m for at, m in notify.messages if at > since and "WATCHDOG" in m] != []
+        finally:
+            daemon.request_stop()
+            serving.join(timeout=10)
+            daemon.stop()
+            notify.close()
+
+
+def test_metrics(sqlite_url: str, server: LocalServer, tmp_path: Path) -> None:
+    jobs_toml = job_file(tmp_path / "jobs.toml", server, ("tick", "/search", 2))
+    daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml), "--metrics-port", "0")
+    try:
+        line = daemon.wait_for(lambda line: "metrics on" in line["message"])
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line["message"])
+        assert match is not None
+        daemon.wait_for(lambda line: "batch" in line)
+        text = urllib3.request("GET", f"http://127.0.0.1:{match.group(1)}/metrics").data.decode()
+    finally:
+        assert daemon.stop() == 0
+    assert re.search(r'collector_batches_total\{job="tick",status="ok"\} [1-9]', text)
+    assert re.search(r'collector_requests_total\{job="tick",outcome="2xx"\} [1-9]', text)
+    assert re.search(r'collector_tcp_connections_total\{job="tick"\} [1-9]', text)
+    assert 'collector_request_duration_seconds_bucket{job="tick",le="0.005"}' in text
+    assert "collector_jobs_scheduled 1.0" in text
