@@ -73,6 +73,7 @@ def test_fires_on_time_tells_systemd_and_stops_cleanly(sqlite_url: str, server: 
     assert fields.count("READY=1") == 1 and "STOPPING=1" in fields
     assert fields.count("WATCHDOG=1") >= 3
     assert any(f.startswith("STATUS=1 jobs scheduled") for f in fields)
+    assert any(re.match(r"STATUS=1 jobs scheduled; last batch: tick ok at ", f) for f in fields)
     assert fields.index("READY=1") < fields.index("STOPPING=1")
 
 

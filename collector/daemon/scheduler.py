@@ -215,6 +215,7 @@ class Daemon:
         else:
             log.info("batch %s", text, extra={"batch": fields})
         self._last_batch = f"{job.name} {result.status} at {result.finished_at:%H:%M:%S}"
+        self.notifier.status(self._status())
 
     # -- the main thread --------------------------------------------------------------------
 
