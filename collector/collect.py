@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from collector.errors import ConfigError, DatabaseUnavailable, StoreError
+from collector.jobfile import header_value_problem
 from collector.results import BatchResult, Trigger
 from collector.spec import BatchSpec
 
@@ -82,9 +83,9 @@ def expand_environment(batch: BatchSpec, environ: Mapping[str, str], *,
     headers = {k: expand(f"headers.{k}", v) for k, v in batch.headers.items()}
     fields = {k: expand(f"fields.{k}", v) for k, v in batch.fields.items()}
     for name, value in headers.items():
-        if "\r" in value or "\n" in value:
-            raise ConfigError(f"{where}: headers.{name}: the value from the environment "
-                              "contains a line break")
+        if value != batch.headers[name] and (problem := header_value_problem(value)):
+            raise ConfigError(f"{where}: headers.{name}: the value from the environment: "
+                              f"{problem}")
     return dataclasses.replace(batch, headers=headers, fields=fields)
 
 

@@ -51,6 +51,9 @@ def _url(value: object) -> str:
 
     if not isinstance(value, str):
         raise KeyProblem("url", f"{show(value)} is not a string")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise KeyProblem("url", f"{show(value)} has a control character in it (a line break, "
+                                "a tab): percent-encode it")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -90,20 +93,37 @@ def _fields(key: str, value: object) -> dict[str, str]:
     return result
 
 
+def header_value_problem(value: str) -> str | None:
+    """Why HTTP cannot carry ``value`` in a header, or None."""
+    if "\r" in value or "\n" in value:
+        return "a header value cannot contain a line break"
+    if any(ord(ch) < 0x20 and ch != "\t" or ord(ch) == 0x7F for ch in value):
+        return "a header value cannot contain control characters"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return ("a header value can only hold Latin-1 characters (percent-encode or "
+                "base64 anything else)")
+    return None
+
+
 def _headers(value: object) -> dict[str, str]:
     headers = _fields("headers", value)
     for name, item in headers.items():
         if not _HEADER_NAME.fullmatch(name):
             raise KeyProblem("headers", f"{show(name)} is not a valid header name")
-        if "\r" in item or "\n" in item:
-            raise KeyProblem(f"headers.{name}", "a header value cannot contain a line break")
+        if (problem := header_value_problem(item)) is not None:
+            raise KeyProblem(f"headers.{name}", problem)
     return headers
 
 
-def _duration(key: str) -> Callable[[object], float]:
+DAY = 86400.0
+
+
+def _duration(key: str, maximum: float = DAY) -> Callable[[object], float]:
     def check(value: object) -> float:
         try:
-            return parse_duration(value)
+            return parse_duration(value, maximum=maximum)
         except ValueError as exc:
             raise KeyProblem(key, str(exc)) from None
 
@@ -191,7 +211,7 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
 }
 _LOCAL_CHECKS = {**_BATCH_CHECKS, "ca_file": _local_ca_file}
 _SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {
-    "every": _duration("every"),
+    "every": _duration("every", maximum=366 * DAY),
     "timezone": _timezone,
     "jitter": _duration("jitter"),
     "enabled": _enabled,
@@ -249,9 +269,12 @@ _OPTIONS = {"queries": "--query", "fields": "--field", "headers": "--header",
 
 def _option_error(problem: KeyProblem) -> ConfigError:
     key = problem.key
+    base, dot, rest = key.partition(".")
     option = _OPTIONS.get(key) or _OPTIONS.get(re.sub(r"[.\[].*", "", key))
     if option is None:
         option = "--" + re.sub(r"[.\[].*", "", key).replace("_", "-")
+    if dot and base in ("headers", "fields"):
+        option += f" {show(rest)}"  # which header or field
     return ConfigError(f"{option}: {problem.problem}")
 
 

@@ -48,6 +48,17 @@ class Meter:
         """A request starts on this thread: nothing connected or sent for it yet."""
         self._current.connect_ms = None
         self._current.reused = False
+        self._current.on_connection = None
+
+    def touched(self) -> None:
+        """This thread's request has a connection now (its wait for the pool is over)."""
+        if self._current.on_connection is None:
+            self._current.on_connection = time.perf_counter()
+
+    def on_connection_at(self) -> float | None:
+        """When (``perf_counter``) this thread's request first had a connection, if it did."""
+        at: float | None = self._current.on_connection
+        return at
 
     def connected(self, ms: float) -> None:
         with self._lock:
@@ -77,6 +88,7 @@ class CountingHTTPConnection(HTTPConnection):
         self._carried_request = False
 
     def connect(self) -> None:
+        self._meter.touched()
         self._meter.sent(reused=False)  # an attempt that connects is on a new connection
         start = time.perf_counter()
         try:
@@ -92,6 +104,7 @@ class CountingHTTPConnection(HTTPConnection):
         self._meter.connected(_ms_since(start))
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        self._meter.touched()
         self._meter.sent(reused=self.sock is not None and self._carried_request)
         super().request(*args, **kwargs)  # plain HTTP connects in here
         self._carried_request = True

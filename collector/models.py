@@ -125,6 +125,8 @@ requests = Table(
     Column("elapsed_ms", Float, nullable=False),
     Column("connect_ms", Float, comment="set when a TCP connection was opened for it"),
     Column("ttfb_ms", Float),
+    Column("queued_ms", Float,
+           comment="time waiting for a free pooled connection, not part of elapsed_ms"),
     Column("reused", Boolean, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("error_kind", String(20)),

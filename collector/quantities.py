@@ -28,11 +28,16 @@ def show(value: object) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
-def parse_duration(value: object) -> float:
+MAX_DURATION = 100 * 365 * 86400.0  # anything longer is a mistake (and overflows dates)
+MAX_SIZE = 2**40
+
+
+def parse_duration(value: object, *, maximum: float = MAX_DURATION) -> float:
     """Seconds from ``250ms``, ``30s``, ``5m``, ``1h``, ``1d`` or a number (of seconds).
 
     A number may come as an int, a float or a string (``"5"``, as an option
-    gives it). Raises ValueError with a message that says what is allowed.
+    gives it); it must be > 0 and at most ``maximum``. Raises ValueError with a
+    message that says what is allowed.
     """
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration ({DURATION_HINT})")
@@ -44,6 +49,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{show(value)} is not a duration ({DURATION_HINT})")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{show(value)} must be > 0")
+    if seconds > maximum:
+        raise ValueError(f"{show(value)} is too long (at most {format_duration(maximum)})")
     return seconds
 
 
@@ -68,6 +75,8 @@ def parse_size(value: object) -> int:
         raise ValueError(f"{show(value)} is not a size ({SIZE_HINT})")
     if size <= 0:
         raise ValueError(f"{show(value)} must be > 0")
+    if size > MAX_SIZE:
+        raise ValueError(f"{show(value)} is too large (at most 1024GiB)")
     return size
 
 
@@ -76,10 +85,9 @@ def parse_since(value: str, now: datetime) -> datetime:
 
     A date or time without an offset is UTC. Raises ValueError.
     """
-    try:
+    if _DURATION.match(value):
         return now - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
+
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:

@@ -64,6 +64,7 @@ class RequestResult:
     error_kind: ErrorKind | None = None
     error: str | None = None
     failed_attempts: tuple[FailedAttempt, ...] = ()
+    queued_ms: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -78,7 +79,8 @@ class RequestResult:
             "status": self.status, "content_type": self.content_type,
             "body_length": self.body_length, "content_length": self.content_length,
             "body_sha256": self.body_sha256, "elapsed_ms": self.elapsed_ms,
-            "connect_ms": self.connect_ms, "ttfb_ms": self.ttfb_ms, "reused": self.reused,
+            "connect_ms": self.connect_ms, "ttfb_ms": self.ttfb_ms, "queued_ms": self.queued_ms,
+            "reused": self.reused,
             "attempts": self.attempts, "error_kind": self.error_kind, "error": self.error,
             "failed_attempts": [a.to_dict() for a in self.failed_attempts],
         }

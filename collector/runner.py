@@ -211,13 +211,16 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
                                 preload_content=False, decode_content=False)
     except Exception as exc:  # one failing request never stops the batch
         error = classify(exc)
+        sent = meter.on_connection_at() or start
     else:
-        ttfb_ms = _ms_since(start)
+        # Times start when the request had a connection: waiting for the pool is apart.
+        sent = meter.on_connection_at() or start
+        ttfb_ms = _ms_since(sent)
         status = response.status
         content_type = response.headers.get("Content-Type")
         content_length = _int_header(response.headers.get("Content-Length"))
         try:
-            body_length, sha256, error = _read_body(response, spec, start)
+            body_length, sha256, error = _read_body(response, spec, sent)
         finally:
             if error is not None:
                 response.close()  # a half-read connection is never reused
@@ -228,37 +231,56 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
         failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC)),)
     tries = len(attempts.failed) + (status is not None)
     reused, connect_ms = meter.request_counts()
+    touched = meter.on_connection_at()
     return RequestResult(
         position=position, method=spec.method, url=target.origin + path, query=query,
         started_at=started_at, status=status, content_type=content_type,
         body_length=body_length, content_length=content_length, body_sha256=sha256,
-        elapsed_ms=_ms_since(start), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
+        elapsed_ms=_ms_since(sent), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
         attempts=max(tries, 1), error_kind=error[0] if error else None,
         error=error[1] if error else None, failed_attempts=failed,
+        queued_ms=None if touched is None else round((touched - start) * 1000, 3),
     )
 
 
 def _read_body(response: BaseHTTPResponse, spec: BatchSpec,
-               start: float) -> tuple[int, str | None, tuple[ErrorKind, str] | None]:
-    """Stream the body as delivered, hashing it; never holds more than one chunk."""
+               sent: float) -> tuple[int, str | None, tuple[ErrorKind, str] | None]:
+    """Stream the body as delivered, hashing it; never holds more than one chunk.
+
+    With a total timeout the body must be complete by ``sent + total``: each read
+    waits at most what is left of it (a trickling server is cut off on time), and
+    the bytes that did arrive are counted either way.
+    """
     digest = hashlib.sha256()
     length = 0
-    deadline = start + spec.timeout.total if spec.timeout.total else None
-    try:
-        while chunk := response.read(min(_CHUNK, spec.max_body + 1 - length),
-                                     decode_content=False):
-            length += len(chunk)
-            if length > spec.max_body:
-                return length, None, ("too_large",
-                                      f"body is larger than max_body ({spec.max_body} bytes)")
-            digest.update(chunk)
-            if deadline is not None and time.perf_counter() > deadline:
-                return length, None, ("read_timeout",
-                                      f"body not read within the total timeout "
-                                      f"({spec.timeout.total:g}s)")
-    except Exception as exc:
-        return length, None, classify(exc)
-    return length, digest.hexdigest(), None
+    total = spec.timeout.total
+    deadline = sent + total if total else None
+    sock = getattr(response.connection, "sock", None)
+    while True:
+        if deadline is not None:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return length, None, _total_timeout(spec)
+            if sock is not None:
+                sock.settimeout(min(spec.timeout.read, remaining))
+        try:
+            chunk = response.read1(min(_CHUNK, spec.max_body + 1 - length),
+                                   decode_content=False)
+        except Exception as exc:
+            if deadline is not None and time.perf_counter() >= deadline - 0.01:
+                return length, None, _total_timeout(spec)
+            return length, None, classify(exc)
+        if not chunk:
+            return length, digest.hexdigest(), None
+        length += len(chunk)
+        if length > spec.max_body:
+            return length, None, ("too_large",
+                                  f"body is larger than max_body ({spec.max_body} bytes)")
+        digest.update(chunk)
+
+
+def _total_timeout(spec: BatchSpec) -> tuple[ErrorKind, str]:
+    return "read_timeout", f"body not complete within the total timeout ({spec.timeout.total:g}s)"
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:

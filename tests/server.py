@@ -12,6 +12,7 @@ Endpoints (any method):
 - ``/garbage``        a reply that is not HTTP
 - ``/hangup``         closes the connection without a reply
 - ``/slow-body/S``    headers at once, then the body after S seconds
+- ``/trickle/N/S``    promises N bytes, sends one every S seconds
 - ``/flaky/KEY``      hangs up without a reply the first time KEY is asked for,
                       answers 200 after that
 
@@ -100,6 +101,16 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif head == "hangup":
             self.close_connection = True
+        elif head == "trickle":
+            count, pause = int(arg), float(path[2])
+            self.send_response(200)
+            self.send_header("Content-Length", str(count))
+            self.end_headers()
+            self.wfile.flush()
+            for _ in range(count):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(pause)
         elif head == "flaky":
             with self.server.lock:
                 first = arg not in self.server.flaky_seen

@@ -382,3 +382,35 @@ def test_a_progress_bar_only_on_a_terminal(tmp_path: Path, server: LocalServer) 
     assert on_terminal.returncode == 0
     assert "Number of requests: 3" in on_terminal.stdout
     assert b"requests" in seen and b"/3" in seen
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["run-once", "--url", "http://127.0.0.1:1/", "-H", "X-A: caf\u2615", "--no-store"],
+     '--header "X-A": a header value can only hold Latin-1 characters'),
+    (["run-once", "--url", "http://127.0.0.1:1/", "-H", "X-A: a\x07b", "--no-store"],
+     '--header "X-A": a header value cannot contain control characters'),
+    (["run-once", "--url", "http://x/a\r\nb", "--no-store"], "has a control character in it"),
+    (["run-once", "--url", "http://127.0.0.1:1/", "--timeout", "1e308", "--no-store"],
+     '--timeout: "1e308" is not a duration'),
+    (["run-once", "--url", "http://127.0.0.1:1/", "--timeout", "99999999999d", "--no-store"],
+     '--timeout: "99999999999d" is too long (at most 1d)'),
+    (["run-once", "--url", "http://127.0.0.1:1/", "--max-body", "99999999999999999",
+      "--no-store"], "is too large"),
+    (["report", "--since", "99999999999d"], '--since: "99999999999d" is too long'),
+    (["prune", "--older-than", "99999999999d"], '--older-than: "99999999999d" is too long'),
+    (["report", "--db", "postgresql://u:pw@127.0.0.1:abc/x"], "is not a valid URL"),
+])
+def test_bad_input_is_one_line_never_a_traceback(args: list[str], fragment: str,
+                                                 sqlite_url: str) -> None:
+    if "--db" not in args:
+        args = [*args, "--db", sqlite_url]
+    code, out, err = invoke(*args)
+    assert code == 2, err
+    assert_one_line_error(err, fragment)
+    assert "pw" not in err
+
+
+@pytest.mark.parametrize("args", [["show", str(2**63)], ["batches", "--limit", str(2**63)]])
+def test_numbers_beyond_64_bits_are_usage_errors(args: list[str], sqlite_url: str) -> None:
+    code, _, err = invoke(*args, "--db", sqlite_url)
+    assert code == 2 and "Traceback" not in err and "Invalid value" in err

@@ -187,7 +187,7 @@ def test_options_name_the_option() -> None:
         batch_from_options({"url": "http://x/", "queries": [{"q": ["a"]}]})
     with pytest.raises(ConfigError, match=r"^--header: \"Bad Name\" is not a valid header"):
         batch_from_options({"url": "http://x/", "headers": {"Bad Name": "x"}})
-    with pytest.raises(ConfigError, match=r"^--field: \['x'\] is not a string"):
+    with pytest.raises(ConfigError, match=r"^--field \"v\": \['x'\] is not a string"):
         batch_from_options({"url": "http://x/", "fields": {"v": ["x"]}})
     with pytest.raises(ConfigError, match=r"^--max-body: \"lots\" is not a size"):
         batch_from_options({"url": "http://x/", "max_body": "lots"})

@@ -318,3 +318,37 @@ def test_name_resolution_errors_are_dns() -> None:
     # not reach; the classification is checked on urllib3's own exception.
     exc = NameResolutionError("no.such.host", None, socket.gaierror(-2, "Name not known"))  # type: ignore[arg-type]
     assert classify(exc)[0] == "dns"
+
+
+def test_total_bounds_a_trickling_body(server: LocalServer) -> None:
+    started = time.monotonic()
+    result = run_batch(BatchSpec(url=server.url("/trickle/1000/0.05"),
+                                 timeout=Timeouts(connect=1, read=5, total=1)))
+    took = time.monotonic() - started
+    (request,) = result.requests
+    assert (request.status, request.error_kind) == (200, "read_timeout")
+    assert "total timeout (1s)" in (request.error or "")
+    assert 0.9 < took < 1.6
+    assert request.body_length is not None and 5 < request.body_length < 30  # what arrived
+    assert 950 <= request.elapsed_ms < 1600
+
+
+def test_a_body_complete_within_total_is_not_an_error(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/trickle/5/0.1"),
+                                 timeout=Timeouts(connect=1, read=1, total=3)))
+    (request,) = result.requests
+    assert (request.status, request.error_kind, request.body_length) == (200, None, 5)
+    assert request.body_sha256 == hashlib.sha256(b"xxxxx").hexdigest()
+
+
+def test_waiting_for_the_pool_is_not_charged_to_the_request(server: LocalServer) -> None:
+    # 8 threads, 1 connection, 0.3 s answers: the last waits 2 s for the pool, which
+    # is queued_ms, not part of its elapsed time, its time to first byte or its timeouts.
+    result = run_batch(batch(server.url("/delay/0.3"), 8, pool_size=1, concurrency=8,
+                             timeout=Timeouts(connect=1, read=1, total=1)))
+    assert [r.error_kind for r in result.requests] == [None] * 8
+    for request in result.requests:
+        assert request.ttfb_ms is not None and 290 <= request.ttfb_ms < 900
+        assert request.elapsed_ms < 900
+    queued = sorted(r.queued_ms or 0 for r in result.requests)
+    assert queued[0] < 100 and queued[-1] > 1500

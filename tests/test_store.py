@@ -226,7 +226,8 @@ def test_an_unreachable_database_is_one_clear_error() -> None:
 
 @pytest.mark.parametrize(("url", "message"), [
     ("nonsense://x", "unknown database type"),
-    ("://", "not a URL"),
+    ("://", "is not a valid URL"),
+    ("postgresql://u:secret@127.0.0.1:abc/x", r"u:\*\*\*@127.0.0.1:abc/x. is not a valid URL"),
 ])
 def test_a_bad_database_url_is_a_config_error(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

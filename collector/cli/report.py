@@ -68,7 +68,7 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
 
 
 def batches(job: JobFilter = None, since: SinceFilter = None,
-            limit: Annotated[int, typer.Option(min=1, metavar="N",
+            limit: Annotated[int, typer.Option(min=1, max=1_000_000, metavar="N",
                                                help="Show at most N batches.")] = 20,
             db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """Batch history, newest first: status, requests, connections."""
@@ -82,7 +82,7 @@ def batches(job: JobFilter = None, since: SinceFilter = None,
                                                    "tcp_connections", "duration_ms"})))
 
 
-def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
+def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID", min=1, max=2**63 - 1,
                                                  help="The batch's id.")],
          db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """One stored batch: its connection counts and a row per request."""

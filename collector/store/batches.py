@@ -102,14 +102,14 @@ def _insert_requests(conn: Connection, batch_id: int,
         "content_type": r.content_type, "body_length": r.body_length,
         "content_length": r.content_length, "body_sha256": r.body_sha256,
         "elapsed_ms": r.elapsed_ms, "connect_ms": r.connect_ms, "ttfb_ms": r.ttfb_ms,
-        "reused": r.reused, "attempts": r.attempts, "error_kind": r.error_kind,
-        "error": r.error,
+        "queued_ms": r.queued_ms, "reused": r.reused, "attempts": r.attempts,
+        "error_kind": r.error_kind, "error": r.error,
     } for r in rows])
 
 
 _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
                     "content_type", "body_length", "content_length", "body_sha256",
-                    "elapsed_ms", "connect_ms", "ttfb_ms", "reused", "attempts",
+                    "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
                     "error_kind", "error")
 
 

@@ -51,9 +51,11 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engin
     """
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"database URL {url!r} is not a URL (use a file path, sqlite:///PATH "
-                          "or postgresql://USER@HOST/DB)") from None
+    except (ArgumentError, ValueError) as exc:
+        detail = f" ({exc})" if isinstance(exc, ValueError) else ""
+        raise ConfigError(f"database URL {_hide_password(url)!r} is not a valid URL{detail} "
+                          "(use a file path, sqlite:///PATH or postgresql://USER@HOST/DB)"
+                          ) from None
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -81,6 +83,13 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engin
         event.listen(engine, "connect", lambda conn, _record: _sqlite_connect(conn, busy_ms))
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with the password of ``scheme://user:password@host`` replaced by ***."""
+    import re
+
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
 def _sqlite_connect(dbapi_connection: Any, busy_ms: int) -> None:
