@@ -12,6 +12,7 @@ Endpoints (any method):
 - ``/garbage``        a reply that is not HTTP
 - ``/hangup``         closes the connection without a reply
 - ``/slow-body/S``    headers at once, then the body after S seconds
+- ``/evil-type``      a Content-Type with a NUL and a terminal escape code in it
 - ``/trickle/N/S``    promises N bytes, sends one every S seconds
 - ``/flaky/KEY``      hangs up without a reply the first time KEY is asked for,
                       answers 200 after that
@@ -101,6 +102,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif head == "hangup":
             self.close_connection = True
+        elif head == "evil-type":
+            self._answer(200, b"ok", "text/plain\x00\x1b[31mred")
         elif head == "trickle":
             count, pause = int(arg), float(path[2])
             self.send_response(200)

@@ -140,15 +140,29 @@ def test_a_bug_is_not_called_an_outage(store: Store, spec: BatchSpec) -> None:
         store.save_batch(result, job_name="search")
 
 
-def test_a_value_postgresql_cannot_hold_is_rejected_not_unavailable(
-        postgres_url: str, spec: BatchSpec) -> None:
+def test_server_text_is_made_storable(db_url: str, spec: BatchSpec) -> None:
     result = run_batch(spec)
     request = result.requests[0]
+    hostile = "text/plain\x00\x1b[31mred" + "x" * 1000
     poisoned = BatchResult(**{**result.__dict__, "requests": (
-        type(request)(**{**request.__dict__, "content_type": "text/plain\x00"}),)})
+        type(request)(**{**request.__dict__, "content_type": hostile}),)})
+    with open_store(db_url) as store:
+        batch_id = store.save_batch(poisoned, job_name="search")
+        assert batch_id is not None
+        stored = store.load_batch(batch_id)
+    assert stored.result is not None
+    content_type = stored.result.requests[0].content_type
+    assert content_type is not None and len(content_type) == 255
+    assert content_type.startswith("text/plain\\x00\\x1b[31mred") and content_type.endswith(
+        "…[cut]")
+
+
+def test_a_value_postgresql_refuses_is_rejected_not_unavailable(
+        postgres_url: str, spec: BatchSpec) -> None:
+    result = run_batch(spec)
     with open_store(postgres_url) as store:
-        with pytest.raises(DataRejected, match="NUL"):
-            store.save_batch(poisoned, job_name="search")
+        with pytest.raises(DataRejected, match="too long"):
+            store.save_batch(result, job_name="j" * 300)  # the column holds 200
         assert store.info().row_counts["batches"] == 0
         with store.engine.connect() as conn:
             assert conn.execute(select(requests)).all() == []

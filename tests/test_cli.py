@@ -414,3 +414,14 @@ def test_bad_input_is_one_line_never_a_traceback(args: list[str], fragment: str,
 def test_numbers_beyond_64_bits_are_usage_errors(args: list[str], sqlite_url: str) -> None:
     code, _, err = invoke(*args, "--db", sqlite_url)
     assert code == 2 and "Traceback" not in err and "Invalid value" in err
+
+
+def test_server_text_is_stored_and_shown_safely(db_url: str, server: LocalServer) -> None:
+    code, out, err = invoke("run-once", "--url", server.url("/evil-type"), "--db", db_url)
+    assert (code, err) == (0, "")
+    assert "\x1b" not in out and "\x00" not in out
+    assert "text/plain\\x00\\x1b[31mred" in out
+    _, request_rows = stored(db_url)
+    assert request_rows[0]["content_type"] == "text/plain\\x00\\x1b[31mred"
+    code, out, _ = invoke("show", "1", "--db", db_url)
+    assert code == 0 and "\x1b" not in out and "\\x1b[31mred" in out

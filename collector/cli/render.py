@@ -33,15 +33,16 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
     stored = f"batch {batch_id} stored in {where}" if batch_id is not None else "not stored"
     lines = [f"{job_name}: {result.method} {result.url} "
              f"(pool_size {result.pool_size}, concurrency {result.concurrency}), {stored}", ""]
-    rows = [[str(r.position), r.query or "-",
+    rows = [[str(r.position), printable(r.query) or "-",
              str(r.status) if r.status is not None else "-",
-             r.error_kind or "", r.content_type or "-",
+             r.error_kind or "", printable(r.content_type) or "-",
              str(r.body_length) if r.body_length is not None else "-",
              f"{r.elapsed_ms:.1f}", "yes" if r.reused else "no"]
             for r in result.requests]
     lines += table(["#", "query", "status", "error", "content type", "bytes", "ms", "re-used"],
                    rows, right=frozenset({0, 5, 6}))
-    errors = [f"  #{r.position} {r.error_kind}: {r.error}" for r in result.requests if r.failed]
+    errors = [f"  #{r.position} {r.error_kind}: {printable(r.error)}"
+              for r in result.requests if r.failed]
     if errors:
         lines += ["", "errors:", *errors]
     elapsed = (result.finished_at - result.started_at).total_seconds() * 1000
@@ -82,9 +83,18 @@ def records(rows: Sequence[Mapping[str, Any]], fmt: str, *,
                            right=frozenset(i for i, k in enumerate(shown) if k in right)))
 
 
+def printable(text: str | None) -> str | None:
+    """Text for a terminal: control characters (escape codes, line breaks) as ``\\xNN``."""
+    if text is None or text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return printable(value) or ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):

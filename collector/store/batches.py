@@ -8,6 +8,7 @@ which daemon runs it, and a lost claim is an answer (None), not an error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -92,18 +93,38 @@ def _counters(result: BatchResult) -> dict[str, Any]:
             "requests_failed": result.requests_failed}
 
 
+# Control characters (C0 and DEL): PostgreSQL cannot store NUL, and the others have
+# no business in a header; each is written as \xNN.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTENT_TYPE_MAX = 255
+ERROR_MAX = 1000
+CUT = "…[cut]"
+
+
+def storable(text: str | None, limit: int | None = None) -> str | None:
+    """Server-provided text as every database can hold it: control characters
+    escaped, and cut to ``limit`` characters with the cut marked."""
+    if text is None:
+        return None
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if limit is not None and len(text) > limit:
+        text = text[:limit - len(CUT)] + CUT
+    return text
+
+
 def _insert_requests(conn: Connection, batch_id: int,
                      rows: tuple[RequestResult, ...]) -> None:
     if not rows:
         return
     conn.execute(requests.insert(), [{
-        "batch_id": batch_id, "position": r.position, "method": r.method, "url": r.url,
-        "query": r.query, "started_at": r.started_at, "status": r.status,
-        "content_type": r.content_type, "body_length": r.body_length,
+        "batch_id": batch_id, "position": r.position, "method": r.method,
+        "url": storable(r.url), "query": storable(r.query), "started_at": r.started_at,
+        "status": r.status, "content_type": storable(r.content_type, CONTENT_TYPE_MAX),
+        "body_length": r.body_length,
         "content_length": r.content_length, "body_sha256": r.body_sha256,
         "elapsed_ms": r.elapsed_ms, "connect_ms": r.connect_ms, "ttfb_ms": r.ttfb_ms,
         "queued_ms": r.queued_ms, "reused": r.reused, "attempts": r.attempts,
-        "error_kind": r.error_kind, "error": r.error,
+        "error_kind": r.error_kind, "error": storable(r.error, ERROR_MAX),
     } for r in rows])
 
 
