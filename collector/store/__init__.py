@@ -12,10 +12,12 @@ saves a plain :class:`~collector.results.BatchResult`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -50,6 +52,11 @@ __all__ = ["BrokenJob", "DatabaseInfo", "Store", "StoredBatch", "StoredJob", "St
            "open_store"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# How long reading the revision, a claim or a save may take before the database is
+# taken for unavailable: past SQLite's busy timeout, so a locked file says "locked".
+OPERATION_TIMEOUT = 60.0
 
 # Submodules share names with the tables (collector.store.batches), so the tables are
 # reached through collector.models.
@@ -90,9 +97,40 @@ class Store:
     to dispose of its connections.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, operation_timeout: float | None = None) -> None:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
+        self.operation_timeout = operation_timeout
+
+    def _bounded(self, what: str, work: Callable[[], _T]) -> _T:
+        """``work()`` within ``operation_timeout``, else DatabaseUnavailable.
+
+        A database that stops answering with the connection open (a frozen
+        server or proxy) would block a driver call forever: the call runs in a
+        thread of its own, which is left behind when the time is up.
+        """
+        if self.operation_timeout is None:
+            return work()
+        outcome: list[tuple[bool, object]] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, work()))
+            except BaseException as exc:  # handed to the caller below
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"collector-db-{what}", daemon=True).start()
+        if not done.wait(self.operation_timeout):
+            raise DatabaseUnavailable(
+                self.url, f"no answer within {self.operation_timeout:g}s ({what})")
+        ok, value = outcome[0]
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        return value  # type: ignore[return-value]
 
     def __enter__(self) -> Store:
         return self
@@ -117,8 +155,11 @@ class Store:
 
     def revision(self) -> str | None:
         """The schema revision the database is at, or None when it has none."""
-        with self.connect() as conn:
-            return schema.current_revision(conn)
+        def read() -> str | None:
+            with self.connect() as conn:
+                return schema.current_revision(conn)
+
+        return self._bounded("revision", read)
 
     def upgrade(self, target: str = "head") -> tuple[str | None, str]:
         """Bring the schema to ``target`` (the newest by default); returns (before, after)."""
@@ -197,15 +238,21 @@ class Store:
         Returns the batch id, or None when another worker claimed this
         (job, scheduled time) first: the fire is run elsewhere, not an error.
         """
-        with self.connect(write=True) as conn:
-            return _batches.claim(conn, job_name=job_name, spec=spec,
-                                  scheduled_for=scheduled_for, worker=worker or worker_id())
+        def claim() -> int | None:
+            with self.connect(write=True) as conn:
+                return _batches.claim(conn, job_name=job_name, spec=spec,
+                                      scheduled_for=scheduled_for, worker=worker or worker_id())
+
+        return self._bounded("claim", claim)
 
     def complete(self, batch_id: int, result: BatchResult) -> None:
         """Write a claimed batch's status, counters and requests in one transaction."""
-        with self.connect(write=True) as conn:
-            if not _batches.complete(conn, batch_id, result):
-                raise DataRejected(self.url, f"batch {batch_id} is no longer running")
+        def complete() -> bool:
+            with self.connect(write=True) as conn:
+                return _batches.complete(conn, batch_id, result)
+
+        if not self._bounded("complete", complete):
+            raise DataRejected(self.url, f"batch {batch_id} is no longer running")
 
     def save_batch(self, result: BatchResult, *, job_name: str, trigger: Trigger = "manual",
                    scheduled_for: datetime | None = None,
@@ -214,9 +261,12 @@ class Store:
 
         None when ``scheduled_for`` is given and that fire was claimed already.
         """
-        with self.connect(write=True) as conn:
-            return _batches.save(conn, result, job_name=job_name, trigger=trigger,
-                                 scheduled_for=scheduled_for, worker=worker or worker_id())
+        def save() -> int | None:
+            with self.connect(write=True) as conn:
+                return _batches.save(conn, result, job_name=job_name, trigger=trigger,
+                                     scheduled_for=scheduled_for, worker=worker or worker_id())
+
+        return self._bounded("save", save)
 
     def load_batch(self, batch_id: int) -> StoredBatch:
         """A stored batch and what it recorded; UnknownBatch when there is none."""
@@ -311,14 +361,18 @@ class Store:
 
 
 def open_store(url: str, *, ensure_schema: bool = True,
-               busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Store:
+               busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+               operation_timeout: float | None = OPERATION_TIMEOUT) -> Store:
     """Connect to the database at ``url`` (a SQLAlchemy URL).
 
     With ``ensure_schema`` an empty database gets the schema and one at another
     revision raises :class:`SchemaMismatch`. ``busy_timeout`` is how long a
-    SQLite writer waits for another, in seconds.
+    SQLite writer waits for another, in seconds; ``operation_timeout`` bounds
+    reading the revision, claiming and saving (None: no bound).
     """
-    store = Store(make_engine(url, busy_timeout=busy_timeout))
+    connect_timeout = min(10.0, operation_timeout or 10.0)
+    store = Store(make_engine(url, busy_timeout=busy_timeout, connect_timeout=connect_timeout),
+                  operation_timeout=operation_timeout)
     try:
         if ensure_schema:
             store.ensure_schema()

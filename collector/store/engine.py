@@ -44,10 +44,14 @@ _SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLIT
                        "SQLITE_CORRUPT", "SQLITE_PERM", "SQLITE_AUTH")
 
 
-def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
+def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+                connect_timeout: float = 10.0) -> Engine:
     """An engine for a SQLAlchemy URL; ConfigError for a URL or driver that cannot work.
 
-    ``busy_timeout`` is how long a SQLite writer waits for another one, in seconds.
+    ``busy_timeout`` is how long a SQLite writer waits for another one, in
+    seconds; ``connect_timeout`` how long connecting to PostgreSQL may take.
+    PostgreSQL connections also get TCP keepalives and a user timeout, so a
+    server that went away is noticed, and a statement timeout.
     """
     try:
         parsed = make_url(url)
@@ -69,6 +73,12 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engin
         options["connect_args"] = {"timeout": busy_timeout}
     elif parsed.get_backend_name() == "postgresql":
         options["pool_pre_ping"] = True  # a daemon outlives server restarts
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(connect_timeout)),
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 3, "tcp_user_timeout": 30_000,
+            "options": "-c statement_timeout=60000",
+        }
     try:
         engine = create_engine(parsed, **options)
     except NoSuchModuleError:
