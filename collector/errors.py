@@ -9,6 +9,7 @@ codes in one place (``collector.cli``)::
     │   ├── JobFileError       a mistake in a job file, with .path/.job/.key
     │   ├── JobFilesInvalid    every mistake in a set of job files, with .errors
     │   ├── JobExists          a job of that name is stored already, with .name/.source
+    │   ├── NoDatabase         a read-only command found no database to read
     │   ├── UnknownJob         no stored job has that name, with .name
     │   └── UnknownBatch       no stored batch has that id, with .batch_id
     └── StoreError             the database could not be used (exit 1)
@@ -80,6 +81,10 @@ class JobExists(ConfigError):
         origin = f" (from {source})" if source else ""
         super().__init__(f'a job named "{name}" exists already{origin}; '
                          "remove it first or choose another name")
+
+
+class NoDatabase(ConfigError):
+    """A command that only reads found no database (or no collector schema) to read."""
 
 
 class UnknownJob(ConfigError):

@@ -331,6 +331,9 @@ def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
     """
     shown = str(path)
     try:
+        if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
+            # A FIFO or a device would block or never end: only regular files are read.
+            return [], [JobFileError(shown, "is not a regular file")]
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
@@ -341,6 +344,8 @@ def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
         return [], [JobFileError(shown, f"cannot be read ({exc.strerror})")]
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         return [], [JobFileError(shown, f"is not valid TOML ({exc})")]
+    except RecursionError:
+        return [], [JobFileError(shown, "is nested too deeply to be a job file")]
     errors: list[JobFileError] = []
     unknown = sorted(set(data) - {"jobs"})
     if unknown:

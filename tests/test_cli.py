@@ -228,8 +228,12 @@ def test_demo(sqlite_url: str) -> None:
 
 
 def test_db_upgrade_and_info(db_url: str) -> None:
-    code, out, _ = invoke("db", "info", "--db", db_url)
-    assert code == 0 and "revision: none" in out and "empty" in out
+    code, out, err = invoke("db", "info", "--db", db_url)
+    if db_url.startswith("sqlite"):  # no file yet: info creates none
+        assert code == 2 and "no database at" in err
+        assert not Path(db_url.removeprefix("sqlite:///")).exists()
+    else:  # an empty PostgreSQL database
+        assert code == 0 and "revision: none" in out and "empty" in out
     code, out, _ = invoke("db", "upgrade", "--db", db_url)
     assert code == 0 and f"upgraded from revision none to {head_revision()}" in out
     code, out, _ = invoke("db", "upgrade", "--db", db_url)
@@ -425,3 +429,52 @@ def test_server_text_is_stored_and_shown_safely(db_url: str, server: LocalServer
     assert request_rows[0]["content_type"] == "text/plain\\x00\\x1b[31mred"
     code, out, _ = invoke("show", "1", "--db", db_url)
     assert code == 0 and "\x1b" not in out and "\\x1b[31mred" in out
+
+
+@pytest.mark.parametrize("args", [["report"], ["batches"], ["show", "1"], ["jobs", "list"],
+                                  ["jobs", "show", "x"], ["jobs", "remove", "x"],
+                                  ["prune", "--older-than", "1d"], ["db", "info"],
+                                  ["run-once", "stored-job"]])
+def test_commands_that_read_never_create_a_database(args: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "collector.db"
+    code, out, err = invoke(*args, "--db", str(missing))
+    assert code == 2 and out == ""
+    assert_one_line_error(err, f"no database at {missing}")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_file_urls_and_other_near_urls_are_refused(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("run-once", "--url", "http://127.0.0.1:1/", "--db", "file:/tmp/x.db")
+    assert code == 2
+    assert_one_line_error(err, '--db: "file:/tmp/x.db" looks like a URL but is not one')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_another_applications_database_is_left_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    theirs = tmp_path / "theirs.db"
+    with sqlite3.connect(theirs) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    before = theirs.read_bytes()
+    code, _, err = invoke("run-once", "--url", "http://127.0.0.1:1/", "--db", str(theirs))
+    assert code == 1
+    assert_one_line_error(err, "it has tables (customers) but no alembic_version; it was not "
+                               "made by collector")
+    assert theirs.read_bytes() == before  # no tables added, not switched to WAL
+    with sqlite3.connect(theirs) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_read_only_database_can_be_read(tmp_path: Path, server: LocalServer) -> None:
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    assert invoke("run-once", "--url", server.url("/search"), "--db", str(path))[0] == 0
+    with sqlite3.connect(path) as conn:  # a copy someone made read-only: no WAL files
+        conn.execute("PRAGMA journal_mode = DELETE")
+    uri = f"sqlite:///file:{path}?mode=ro&uri=true"
+    code, out, err = invoke("batches", "--db", uri, "--format", "json")
+    assert (code, err) == (0, "") and len(json.loads(out)) == 1

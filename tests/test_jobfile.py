@@ -343,3 +343,15 @@ def test_cron_day_of_week_means_what_it_means_to_cron(weekday: str,
 def test_bad_cron_lines(line: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         cron_trigger(line, "UTC")
+
+
+def test_a_fifo_and_deep_nesting_are_errors_not_hangs(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    found = load_job_paths([fifo])
+    assert [str(e) for e in found.errors] == [f"{fifo}: is not a regular file"]
+    deep = write(tmp_path, "[jobs.a]\nurl = 'http://x/'\nq = " + "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(JobFileError, match="is nested too deeply to be a job file"):
+        load_job_file(deep)

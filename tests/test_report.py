@@ -133,6 +133,7 @@ def test_prune_command(store: Store, db_url: str) -> None:
     (["prune", "--older-than", "old"], '--older-than: "old" is not a duration'),
 ])
 def test_report_usage_errors(sqlite_url: str, args: list[str], message: str) -> None:
+    open_store(sqlite_url).close()  # an empty collector database
     code, _, err = invoke(*args, "--db", sqlite_url)
     assert code == 2
     assert_one_line_error(err, message)

@@ -23,7 +23,7 @@ def upgrade(db: DbOption = None) -> None:
 @app.command()
 def info(db: DbOption = None) -> None:
     """Show which database is used, its schema revision and its row counts."""
-    with open_db(db, ensure_schema=False) as store:
+    with open_db(db, ensure_schema=False, create=False) as store:
         about = store.info()
     typer.echo(f"database: {about.url}")
     typer.echo(f"dialect:  {about.dialect}")

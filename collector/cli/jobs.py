@@ -98,7 +98,7 @@ def apply(
 @app.command("list")
 def list_(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """List the stored jobs: schedule, enabled, target, where each came from."""
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         stored = store.jobs()
     rows = [{"name": s.name, "enabled": s.job.enabled, "schedule": s.schedule,
              "url": s.job.batch.url, "queries": len(s.job.batch.queries) or 1,
@@ -115,7 +115,7 @@ def show(name: _Name, db: DbOption = None) -> None:
     """Print a stored job as a job file table (save it to a .toml file to edit it)."""
     from collector.definition import job_to_toml
 
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         stored = store.job(name)
     typer.echo(f"# source: {_shown(stored.source)}; created {stored.created_at:%Y-%m-%d %H:%M:%S}"
                f" UTC, updated {stored.updated_at:%Y-%m-%d %H:%M:%S} UTC")
@@ -171,7 +171,7 @@ def add(
 @app.command()
 def enable(name: _Name, db: DbOption = None) -> None:
     """Enable a job, so the daemon runs it on its schedule."""
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         changed = store.set_enabled(name, True)
     typer.echo(f"{'enabled' if changed else 'already enabled:'} {name}")
 
@@ -179,7 +179,7 @@ def enable(name: _Name, db: DbOption = None) -> None:
 @app.command()
 def disable(name: _Name, db: DbOption = None) -> None:
     """Disable a job: kept, and runnable with run-once, but not scheduled."""
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         changed = store.set_enabled(name, False)
     typer.echo(f"{'disabled' if changed else 'already disabled:'} {name}")
 
@@ -187,7 +187,7 @@ def disable(name: _Name, db: DbOption = None) -> None:
 @app.command()
 def remove(name: _Name, db: DbOption = None) -> None:
     """Remove a job. Its batches stay in the database."""
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         store.remove_job(name)
     typer.echo(f"removed {name} (its batches are kept)")
 

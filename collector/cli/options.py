@@ -122,8 +122,24 @@ def batch_values(*, url: str | None, query: list[str] | None, field: list[str] |
     }
 
 
-def open_db(db: str | None, *, ensure_schema: bool = True) -> Store:
-    """The store for ``--db`` (else the environment's or the default database)."""
+def open_db(db: str | None, *, ensure_schema: bool = True, create: bool = True) -> Store:
+    """The store for ``--db`` (else the environment's or the default database).
+
+    Commands that only read pass ``create=False``: a mistyped path is an error,
+    never a new empty database.
+    """
     from collector.store import open_store
 
-    return open_store(resolve_database_url(db), ensure_schema=ensure_schema)
+    return open_store(database_url(db), ensure_schema=ensure_schema, create=create)
+
+
+def database_url(db: str | None) -> str:
+    """``--db`` as a SQLAlchemy URL; ConfigError for ``file:`` and other near-URLs."""
+    import re
+
+    url = resolve_database_url(db)
+    given = (db or "").strip()
+    if given and "://" not in given and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", given):
+        raise ConfigError(f"--db: {show(given)} looks like a URL but is not one: give a file "
+                          "path, sqlite:///PATH or postgresql://USER@HOST/DB")
+    return url

@@ -54,8 +54,9 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
     """
     from collector.report import job_summaries
 
-    with open_db(db) as store:
-        summaries = job_summaries(store, _filters(job, since))
+    filters = _filters(job, since)
+    with open_db(db, create=False) as store:
+        summaries = job_summaries(store, filters)
     rows = [s.as_record() for s in summaries]
     for summary, row in zip(summaries, rows, strict=True):
         if fmt == Format.table:
@@ -74,8 +75,9 @@ def batches(job: JobFilter = None, since: SinceFilter = None,
     """Batch history, newest first: status, requests, connections."""
     from collector.report import batch_history
 
-    with open_db(db) as store:
-        history = batch_history(store, _filters(job, since), limit=limit)
+    filters = _filters(job, since)
+    with open_db(db, create=False) as store:
+        history = batch_history(store, filters, limit=limit)
     rows = [dict(b.__dict__) for b in history]
     typer.echo(records(rows, fmt, right=frozenset({"id", "requests", "failed",
                                                    "num_connections", "num_requests",
@@ -86,7 +88,7 @@ def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID", min=1, max=
                                                  help="The batch's id.")],
          db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """One stored batch: its connection counts and a row per request."""
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         batch = store.load_batch(batch_id)
         where = store.url
     result = batch.result
@@ -122,7 +124,7 @@ def prune(
         before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than))
     except ValueError as exc:
         raise ConfigError(f"--older-than: {exc}") from None
-    with open_db(db) as store:
+    with open_db(db, create=False) as store:
         n_batches, n_requests = store.prune(before, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     typer.echo(f"{verb} {n_batches} batches and {n_requests} requests started before "

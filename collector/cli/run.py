@@ -34,7 +34,7 @@ from collector.cli.options import (
     batch_values,
     open_db,
 )
-from collector.errors import BatchNotStored, ConfigError, UnknownJob
+from collector.errors import BatchNotStored, ConfigError, NoDatabase, UnknownJob
 from collector.quantities import show
 
 if TYPE_CHECKING:
@@ -151,7 +151,14 @@ def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
 def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> None:
     from collector.collect import collect
 
-    with open_db(db) as store:  # a stored job: the database is needed either way
+    try:
+        store = open_db(db, create=False)  # a stored job: nothing to run without a database
+    except NoDatabase:
+        if name.endswith(".toml"):
+            raise ConfigError(f"{name}: no such job file, and no stored job has that name")\
+                from None
+        raise
+    with store:
         try:
             stored = store.job(name).job
         except UnknownJob:

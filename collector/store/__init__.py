@@ -27,6 +27,7 @@ from collector.errors import (
     DatabaseUnavailable,
     DataRejected,
     JobExists,
+    NoDatabase,
     SchemaMismatch,
     StoreError,
     UnknownBatch,
@@ -44,6 +45,7 @@ from collector.store.engine import (
     SQLITE_BUSY_TIMEOUT,
     make_engine,
     sqlite_foreign_keys_off,
+    sqlite_wal,
     translated,
 )
 from collector.store.jobs import BrokenJob, StoredJob
@@ -182,26 +184,35 @@ class Store:
     def _migrate(self, run: object) -> None:
         assert callable(run)
         with translated(self.url), self.engine.connect() as conn:
+            new = schema.current_revision(conn) is None
+            conn.rollback()  # end the read: pragmas and the migration need none open
+            if new:
+                sqlite_wal(conn)  # a new collector database: WAL, once, in the file
             with sqlite_foreign_keys_off(conn), conn.execution_options(write_lock=True).begin():
                 run(conn)
 
-    def ensure_schema(self) -> None:
-        """Create the schema on an empty database; refuse one at another revision."""
+    def ensure_schema(self, *, create: bool = True) -> None:
+        """Create the schema on an empty database (without ``create``: NoDatabase); refuse
+        one at another revision, and one with tables collector did not make."""
         head = schema.head_revision()
         current = self.revision()
         if current is None:
             with self.connect() as conn:
-                existing = schema.table_names(conn) & {t.name for t in _TABLES}
+                existing = {t for t in schema.table_names(conn) if not t.startswith("sqlite_")}
                 # Read again after listing the tables: another process creating the
                 # schema commits tables and version together, so seeing its tables
                 # means seeing its version too.
                 current = schema.current_revision(conn)
             if current is None and existing:
+                shown = ", ".join(sorted(existing)[:5]) + (", ..." if len(existing) > 5 else "")
                 raise SchemaMismatch(self.url, None, head,
-                                     f"it has tables {sorted(existing)} but no alembic_version; "
-                                     "it was not made by collector")
+                                     f"it has tables ({shown}) but no alembic_version; it was "
+                                     "not made by collector, which leaves it alone")
         if current == head:
             return
+        if current is None and not create:
+            raise NoDatabase(f"database {self.url} has no collector data yet (running a batch, "
+                             "collector jobs apply or collector db upgrade creates it)")
         if current is None:
             log.info("creating collector's schema in %s", self.url)
             try:
@@ -360,22 +371,25 @@ class Store:
                 raise UnknownJob(name, _jobs.names(conn))
 
 
-def open_store(url: str, *, ensure_schema: bool = True,
+def open_store(url: str, *, ensure_schema: bool = True, create: bool = True,
                busy_timeout: float = SQLITE_BUSY_TIMEOUT,
                operation_timeout: float | None = OPERATION_TIMEOUT) -> Store:
     """Connect to the database at ``url`` (a SQLAlchemy URL).
 
     With ``ensure_schema`` an empty database gets the schema and one at another
-    revision raises :class:`SchemaMismatch`. ``busy_timeout`` is how long a
-    SQLite writer waits for another, in seconds; ``operation_timeout`` bounds
-    reading the revision, claiming and saving (None: no bound).
+    revision raises :class:`SchemaMismatch`. Without ``create`` (commands that
+    only read) nothing is created: a missing SQLite file or an empty database
+    is NoDatabase. ``busy_timeout`` is how long a SQLite writer waits for
+    another, in seconds; ``operation_timeout`` bounds reading the revision,
+    claiming and saving (None: no bound).
     """
     connect_timeout = min(10.0, operation_timeout or 10.0)
-    store = Store(make_engine(url, busy_timeout=busy_timeout, connect_timeout=connect_timeout),
+    store = Store(make_engine(url, busy_timeout=busy_timeout, connect_timeout=connect_timeout,
+                              create=create),
                   operation_timeout=operation_timeout)
     try:
         if ensure_schema:
-            store.ensure_schema()
+            store.ensure_schema(create=create)
         else:
             store.revision()  # fail here, not later, when the database cannot be reached
     except BaseException:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from collector.errors import ConfigError, DatabaseUnavailable, DataRejected
+from collector.errors import ConfigError, DatabaseUnavailable, DataRejected, NoDatabase
 
 SQLITE_BUSY_TIMEOUT = 30.0
 
@@ -45,13 +45,15 @@ _SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLIT
 
 
 def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
-                connect_timeout: float = 10.0) -> Engine:
+                connect_timeout: float = 10.0, create: bool = True) -> Engine:
     """An engine for a SQLAlchemy URL; ConfigError for a URL or driver that cannot work.
 
     ``busy_timeout`` is how long a SQLite writer waits for another one, in
     seconds; ``connect_timeout`` how long connecting to PostgreSQL may take.
     PostgreSQL connections also get TCP keepalives and a user timeout, so a
-    server that went away is noticed, and a statement timeout.
+    server that went away is noticed, and a statement timeout. Without
+    ``create``, a SQLite file that does not exist is NoDatabase, and nothing
+    is created.
     """
     try:
         parsed = make_url(url)
@@ -63,7 +65,12 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            directory = Path(parsed.database).parent
+            # sqlite:///file:PATH?mode=ro&uri=true is SQLite's own URI form.
+            path = Path(parsed.database.removeprefix("file:"))
+            if not create and not path.exists():
+                raise NoDatabase(f"no database at {path} (running a batch, collector jobs "
+                                 "apply or collector db upgrade creates one)")
+            directory = path.parent
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -110,19 +117,30 @@ def _sqlite_connect(dbapi_connection: Any, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    # WAL lets readers and one writer work at once; it stays set in the file.
-    # Switching a new file to it fails, busy timeout or not, while another
-    # connection has the file open: wait for that one to finish.
-    deadline = time.monotonic() + busy_ms / 1000
+    cursor.close()
+
+
+def sqlite_wal(conn: Connection) -> None:
+    """Switch a SQLite file collector creates to WAL, outside any transaction.
+
+    WAL lets readers and one writer work at once and stays set in the file, so
+    it is set once, when the schema is created: a file collector did not make,
+    or may only read, is left as it is. Switching fails, busy timeout or not,
+    while another connection has the file open: wait for that one to finish.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            break
+            raw.execute("PRAGMA journal_mode = WAL")
+            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
-    cursor.close()
 
 
 def _sqlite_begin(connection: Connection) -> None:
