@@ -1,7 +1,8 @@
 """The collect step that ``run-once``, ``demo`` and the daemon share.
 
 :func:`collect` takes a batch spec with ``${VAR}`` as written, fills the
-variables in from the environment (in memory, for this run alone), claims the
+references in (:mod:`collector.secrets`: in memory, for this run alone; what
+is stored and shown keeps the references), claims the
 fire when it has a scheduled time, runs the batch through one pool, stores it
 and says what happened in an :class:`Outcome`. A batch that ran but could not
 be stored is not an exception here: the outcome carries the result and the
@@ -10,26 +11,21 @@ reason, so the caller can show it (and, later, spool it).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from collector.errors import ConfigError, DatabaseUnavailable, StoreError
-from collector.jobfile import header_value_problem
+from collector.errors import DatabaseUnavailable, StoreError
 from collector.results import BatchResult, Trigger
+from collector.secrets import prepare
 from collector.spec import BatchSpec
 
 if TYPE_CHECKING:
     from collector.runner import OnRequest
     from collector.store import Store
-
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
@@ -63,32 +59,6 @@ class Outcome:
         return isinstance(self.store_error, DatabaseUnavailable)
 
 
-def expand_environment(batch: BatchSpec, environ: Mapping[str, str], *,
-                       where: str) -> BatchSpec:
-    """Fill ``${VAR}`` in headers and fields from ``environ``, just before a run.
-
-    ``where`` names the job for the message when a variable is not set.
-    """
-
-    def expand(key: str, text: str) -> str:
-        def lookup(match: re.Match[str]) -> str:
-            try:
-                return environ[match.group(1)]
-            except KeyError:
-                raise ConfigError(f"{where}: {key}: ${{{match.group(1)}}} is not set "
-                                  "in the environment") from None
-
-        return _ENV_VAR.sub(lookup, text) if "${" in text else text
-
-    headers = {k: expand(f"headers.{k}", v) for k, v in batch.headers.items()}
-    fields = {k: expand(f"fields.{k}", v) for k, v in batch.fields.items()}
-    for name, value in headers.items():
-        if value != batch.headers[name] and (problem := header_value_problem(value)):
-            raise ConfigError(f"{where}: headers.{name}: the value from the environment: "
-                              f"{problem}")
-    return dataclasses.replace(batch, headers=headers, fields=fields)
-
-
 def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
             trigger: Trigger = "manual", scheduled_for: datetime | None = None,
             environ: Mapping[str, str] = os.environ, where: str | None = None,
@@ -105,7 +75,7 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     """
     from collector.runner import run_batch
 
-    ready = expand_environment(batch, environ, where=where or f'job "{job_name}"')
+    prepared = prepare(batch, environ, where=where or f'job "{job_name}"')
     claimed: int | None = None
     if store is not None and scheduled_for is not None:
         if store.job_is_running(job_name):
@@ -113,7 +83,8 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
         claimed = store.claim(job_name, batch, scheduled_for=scheduled_for, worker=worker)
         if claimed is None:
             return Outcome(job_name=job_name, skipped="claimed_elsewhere")
-    result = run_batch(ready, on_request=on_request, stop=stop)
+    result = prepared.scrub(run_batch(prepared.ready, shown=prepared.shown,
+                                      on_request=on_request, stop=stop))
     if store is None:
         return Outcome(job_name=job_name, result=result)
     try:

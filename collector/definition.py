@@ -43,6 +43,11 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
     }
     if batch.ca_file is not None:
         definition["ca_file"] = batch.ca_file
+    if batch.basic_auth is not None:
+        definition["basic_auth"] = {"username": batch.basic_auth[0],
+                                    "password": batch.basic_auth[1]}
+    if batch.redact:
+        definition["redact"] = list(batch.redact)
     if job.every is not None:
         definition["every"] = format_duration(job.every)
     if job.cron is not None:

@@ -27,6 +27,12 @@ from collector.spec import METHODS, BatchSpec, JobSpec, Timeouts
 
 NAME_RULE = "a job name is 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+# ${VAR} from the environment, ${credential:NAME} from systemd's credentials.
+REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
+
+
+def has_reference(text: str) -> bool:
+    return REFERENCE.search(text) is not None
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -51,22 +57,31 @@ def _url(value: object) -> str:
 
     if not isinstance(value, str):
         raise KeyProblem("url", f"{show(value)} is not a string")
+    shown = show(_without_password(value))  # a message never echoes a password
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise KeyProblem("url", f"{show(value)} has a control character in it (a line break, "
+        raise KeyProblem("url", f"{shown} has a control character in it (a line break, "
                                 "a tab): percent-encode it")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise KeyProblem("url", f"{show(value)} is not a valid URL ({exc})") from None
+        raise KeyProblem("url", f"{shown} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise KeyProblem("url", f"{show(value)} is not an http:// or https:// URL with a host")
+        raise KeyProblem("url", f"{shown} is not an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise KeyProblem("url", "has a user name or password in it, which would be stored with "
                                 "every request: send credentials in headers (Authorization)")
     if parts.fragment:
-        raise KeyProblem("url", f"{show(value)} has a #fragment, which is never sent")
+        raise KeyProblem("url", f"{shown} has a #fragment, which is never sent")
+    if has_reference(parts.netloc):
+        raise KeyProblem("url", f"{shown}: a ${{...}} reference may stand in the path or the "
+                                "query, not in the host")
     return value
+
+
+def _without_password(url: str) -> str:
+    """``scheme://user:***@host...``: the URL as a message may show it."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def _whole(key: str, minimum: int, maximum: int) -> Callable[[object], int]:
@@ -172,6 +187,28 @@ def _local_ca_file(value: object) -> str:
     return str(value)
 
 
+def _basic_auth(value: object) -> tuple[str, str]:
+    if not isinstance(value, Mapping) or set(value) != {"username", "password"}:
+        raise KeyProblem("basic_auth", f"{show(value)} is not a table "
+                                       '{ username = "...", password = "${VAR}" }')
+    username, password = value["username"], value["password"]
+    if not isinstance(username, str) or ":" in username:
+        raise KeyProblem("basic_auth.username", f"{show(username)} is not a user name "
+                                                "(a string without ':')")
+    if not isinstance(password, str) or not has_reference(password):
+        raise KeyProblem("basic_auth.password", "must be a reference like ${PASSWORD} or "
+                                                "${credential:NAME}: secrets are never written "
+                                                "in job files or stored")
+    return username, password
+
+
+def _redact(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise KeyProblem("redact", f"{show(value)} is not a list of field names, "
+                                   'like [ "api_key" ]')
+    return tuple(value)
+
+
 def _timezone(value: object) -> str:
     if not isinstance(value, str) or not is_timezone(value):
         raise KeyProblem("timezone", f"{show(value)} is not a time zone "
@@ -208,6 +245,8 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "retries": _whole("retries", 0, 100),
     "max_body": _max_body,
     "ca_file": _ca_file,
+    "basic_auth": _basic_auth,
+    "redact": _redact,
 }
 _LOCAL_CHECKS = {**_BATCH_CHECKS, "ca_file": _local_ca_file}
 _SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {

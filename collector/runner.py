@@ -17,6 +17,7 @@ This module knows nothing about the database.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
@@ -74,10 +75,14 @@ class _Target:
     body_method: bool
 
 
-def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
+def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
+              on_request: OnRequest | None = None,
               stop: threading.Event | None = None) -> BatchResult:
     """Send every query of ``spec`` through one pool and return what happened.
 
+    The result's URLs and queries are ``shown``'s when given: the same batch
+    with its secrets as references (see :mod:`collector.secrets`), so values
+    that were sent are never in the result.
     Requests come back in batch order whatever the concurrency. ``on_request``
     is called with each request's result as it finishes (from the sending
     thread), for progress. Once ``stop`` is set no new request is sent: the
@@ -85,20 +90,25 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     ``interrupted``.
     """
     queries = spec.queries or ({},)
+    shown = shown or spec
+    shown_queries = shown.queries or ({},)
     started_at = datetime.now(UTC)
     problem = _local_problem(spec)
     if problem is not None:
-        requests = [_unsent(spec, position, query, problem)
-                    for position, query in enumerate(queries)]
-        return _result(spec, started_at, requests, counts=(0, 0, 0))
+        requests = [_unsent(shown, position, query, problem)
+                    for position, query in enumerate(shown_queries)]
+        return _result(shown, started_at, requests, counts=(0, 0, 0))
     meter = Meter()
     target = _target(spec)
+    display = target if shown is spec else _shown_target(shown)
     pool = _open_pool(spec, meter)
     try:
         def send(position: int) -> RequestResult | None:
             if stop is not None and stop.is_set():
                 return None
-            result = _send(pool, meter, spec, target, position, queries[position])
+            result = _send(pool, meter, spec, target, position, queries[position],
+                           display=None if shown is spec else (
+                               display, shown_queries[position], shown.fields))
             if on_request is not None:
                 on_request(result)
             return result
@@ -113,7 +123,7 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     finally:
         pool.close()
     requests = [r for r in sent if r is not None]
-    return _result(spec, started_at, requests, counts=counts,
+    return _result(shown, started_at, requests, counts=counts,
                    interrupted=len(requests) < len(queries))
 
 
@@ -141,7 +151,7 @@ def _unsent(spec: BatchSpec, position: int, fields: dict[str, str],
     now = datetime.now(UTC)
     return RequestResult(
         position=position, method=spec.method, url=spec.url,
-        query=encode_query(fields, spec.fields), started_at=now, status=None,
+        query=encode_query(fields, spec.fields, shown=True), started_at=now, status=None,
         content_type=None, body_length=None, content_length=None, body_sha256=None,
         elapsed_ms=0.0, connect_ms=None, ttfb_ms=None, reused=False, attempts=0,
         error_kind=problem[0], error=problem[1],
@@ -154,6 +164,14 @@ def _target(spec: BatchSpec) -> _Target:
     return _Target(origin=origin, path=url.request_uri,
                    headers={"User-Agent": USER_AGENT, **spec.headers},
                    body_method=spec.method in _BODY_METHODS)
+
+
+def _shown_target(shown: BatchSpec) -> _Target:
+    """Like :func:`_target`, keeping the path as written (``${TOKEN}``, not ``$%7BTOKEN%7D``)."""
+    target = _target(shown)
+    parts = urlsplit(shown.url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return dataclasses.replace(target, path=path)
 
 
 def _open_pool(spec: BatchSpec, meter: Meter) -> HTTPConnectionPool:
@@ -181,21 +199,37 @@ def _retry(spec: BatchSpec, attempts: AttemptLog) -> AttemptRetry:
     return retry
 
 
-def encode_query(query: dict[str, str], common: dict[str, str]) -> str:
-    """The query's own fields, then the common ones it does not set, form-encoded."""
+def encode_query(query: dict[str, str], common: dict[str, str], *, shown: bool = False) -> str:
+    """The query's own fields, then the common ones it does not set, form-encoded.
+
+    ``shown`` keeps ``${...}`` references readable, as they are stored.
+    """
     merged = {**query, **{k: v for k, v in common.items() if k not in query}}
-    return urlencode(merged)
+    return urlencode(merged, safe="${}:" if shown else "")
+
+
+def _with_query(path: str, query: str) -> str:
+    return path + ("&" if "?" in path else "?") + query if query else path
 
 
 def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Target,
-          position: int, fields: dict[str, str]) -> RequestResult:
+          position: int, fields: dict[str, str],
+          display: tuple[_Target, dict[str, str], dict[str, str]] | None) -> RequestResult:
     query = encode_query(fields, spec.fields)
     path, headers, body = target.path, target.headers, None
     if target.body_method:
         body = query.encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
-    elif query:
-        path += ("&" if "?" in path else "?") + query
+    else:
+        path = _with_query(path, query)
+    # What is stored and shown: the same request with its secrets as references.
+    shown_url, shown_query = target.origin + path, query
+    if display is not None:
+        shown_target, shown_fields, shown_common = display
+        shown_query = encode_query(shown_fields, shown_common, shown=True)
+        shown_path = (shown_target.path if target.body_method
+                      else _with_query(shown_target.path, shown_query))
+        shown_url = shown_target.origin + shown_path
 
     attempts = AttemptLog(classify)
     meter.begin_request()
@@ -233,7 +267,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
     reused, connect_ms = meter.request_counts()
     touched = meter.on_connection_at()
     return RequestResult(
-        position=position, method=spec.method, url=target.origin + path, query=query,
+        position=position, method=spec.method, url=shown_url, query=shown_query,
         started_at=started_at, status=status, content_type=content_type,
         body_length=body_length, content_length=content_length, body_sha256=sha256,
         elapsed_ms=_ms_since(sent), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,

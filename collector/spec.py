@@ -49,6 +49,8 @@ class BatchSpec:
     retries: int = 0
     max_body: int = DEFAULT_MAX_BODY
     ca_file: str | None = None
+    basic_auth: tuple[str, str] | None = None  # (username, password reference)
+    redact: tuple[str, ...] = ()  # field names whose values are stored as REDACTED
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.collect import expand_environment
 from collector.definition import (
     job_definition,
     job_from_definition,
@@ -23,6 +22,7 @@ from collector.jobfile import (
 )
 from collector.quantities import format_duration, parse_duration, parse_size
 from collector.schedule import cron_trigger
+from collector.secrets import prepare
 from collector.settings import resolve_database_url
 from collector.spec import BatchSpec, JobSpec, Timeouts
 
@@ -161,17 +161,21 @@ def test_select_job(tmp_path: Path) -> None:
 
 
 def test_environment_is_read_only_when_a_batch_runs() -> None:
-    spec = BatchSpec(url="http://x/", headers={"Authorization": "Bearer ${TOKEN}"},
-                     fields={"key": "${KEY}-${KEY}", "plain": "$KEY"})
-    ready = expand_environment(spec, {"TOKEN": "t0k", "KEY": "k"}, where="jobs.toml: job \"j\"")
+    spec = BatchSpec(url="http://x/${PATH_PART}", headers={"Authorization": "Bearer ${TOKEN}"},
+                     fields={"key": "${KEY}-${KEY}", "plain": "$KEY"},
+                     queries=({"q": "${KEY}"},))
+    environ = {"TOKEN": "t0k", "KEY": "k", "PATH_PART": "p"}
+    prepared = prepare(spec, environ, where="jobs.toml: job \"j\"")
+    ready = prepared.ready
+    assert ready.url == "http://x/p" and ready.queries == ({"q": "k"},)
     assert ready.headers == {"Authorization": "Bearer t0k"}
     assert ready.fields == {"key": "k-k", "plain": "$KEY"}
-    assert spec.headers == {"Authorization": "Bearer ${TOKEN}"}  # the definition keeps ${VAR}
+    assert prepared.shown == spec  # what is stored and shown keeps ${VAR}
     with pytest.raises(ConfigError, match=r'job "j": headers.Authorization: \$\{TOKEN\} is not '
                                           "set in the environment"):
-        expand_environment(spec, {"KEY": "k"}, where='jobs.toml: job "j"')
+        prepare(spec, {"KEY": "k", "PATH_PART": "p"}, where='jobs.toml: job "j"')
     with pytest.raises(ConfigError, match="line break"):
-        expand_environment(spec, {"TOKEN": "a\r\nX-Evil: 1", "KEY": "k"}, where="j")
+        prepare(spec, {**environ, "TOKEN": "a\r\nX-Evil: 1"}, where="j")
 
 
 def test_options_name_the_option() -> None:
@@ -248,9 +252,9 @@ url = "http://x/"
                 for e in found.errors]
     one, two, three = (str(tmp_path / n) for n in ("one.toml", "two.toml", "three.toml"))
     assert messages == [
-        f'{one}: job "a": colour: unknown key (allowed: ca_file, concurrency, cron, enabled, '
-        "every, fields, headers, jitter, max_body, method, pool_size, queries, retries, "
-        "timeout, timezone, url)",
+        f'{one}: job "a": colour: unknown key (allowed: basic_auth, ca_file, concurrency, cron, '
+        "enabled, every, fields, headers, jitter, max_body, method, pool_size, queries, "
+        "redact, retries, timeout, timezone, url)",
         f'{one}: job "a": url: "ftp://x/" is not an http:// or https:// URL with a host',
         f'{one}: job "a": pool_size: 0 must be between 1 and 1000',
         f'{one}: job "a": every: "soon" is not a duration (use 250ms, 30s, 5m, 1h, 1d or a '

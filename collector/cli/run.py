@@ -174,14 +174,15 @@ def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> 
 
 def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, render: _Show,
              where: str) -> None:
-    from collector.collect import collect, expand_environment
+    from collector.collect import collect
+    from collector.secrets import prepare
 
     if no_store:
         with _progress(len(spec.queries)) as on_request:
             outcome = collect(name, spec, store=None, where=where, on_request=on_request)
         render(outcome, where=None)
         return
-    expand_environment(spec, os.environ, where=where)  # a missing variable: before the database
+    prepare(spec, os.environ, where=where)  # a missing variable: before the database
     with open_db(db) as store:  # before running: a database error loses nothing
         with _progress(len(spec.queries)) as on_request:
             outcome = collect(name, spec, store=store, where=where, on_request=on_request)

@@ -40,6 +40,8 @@ def setup_logging(fmt: LogFormat, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # APScheduler logs every run at INFO, Alembic every step: collector logs what matters.
-    for noisy in ("apscheduler", "alembic"):
+    # APScheduler logs every run at INFO, Alembic every step, SQLAlchemy every statement:
+    # collector logs what matters. urllib3's debug lines carry each request's target
+    # with its secrets filled in: they are never shown, whatever the level.
+    for noisy in ("apscheduler", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

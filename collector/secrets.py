@@ -1,0 +1,123 @@
+"""Secrets by reference only: expanded in memory for the request alone.
+
+``${VAR}`` is read from the environment and ``${credential:NAME}`` from the
+file ``$CREDENTIALS_DIRECTORY/NAME`` (systemd's ``LoadCredential=``), in the
+URL, headers, fields, queries and ``basic_auth``'s password. :func:`prepare`
+returns two specs: the one that is sent, with the values, and the one that is
+shown, stored and logged, with the references as written and the fields a
+job lists under ``redact`` as ``REDACTED``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from collector.errors import ConfigError
+from collector.jobfile import REFERENCE, header_value_problem
+from collector.results import BatchResult
+from collector.spec import BatchSpec
+
+REDACTED = "REDACTED"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch as it is sent (``ready``) and as it is shown and stored (``shown``);
+    ``values`` are the secrets filled in, for :meth:`scrub`."""
+
+    ready: BatchSpec
+    shown: BatchSpec
+    values: tuple[str, ...] = ()
+
+    def scrub(self, result: BatchResult) -> BatchResult:
+        """The result with any secret value that slipped into an error message as REDACTED.
+
+        The runner builds URLs and queries from ``shown``; only messages made
+        from an exception could carry a value, and this is the net for them.
+        """
+        if not self.values or not any(r.error or r.failed_attempts for r in result.requests):
+            return result
+
+        def clean(text: str) -> str:
+            for value in self.values:
+                text = text.replace(value, REDACTED)
+            return text
+
+        requests = tuple(dataclasses.replace(
+            r, error=clean(r.error) if r.error else r.error,
+            failed_attempts=tuple(dataclasses.replace(a, error=clean(a.error))
+                                  for a in r.failed_attempts)) for r in result.requests)
+        return dataclasses.replace(result, requests=requests)
+
+
+def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
+            where: str) -> Prepared:
+    """Fill in every reference of ``batch``; ConfigError naming ``where`` and the key when
+    a variable is not set or a credential cannot be read."""
+
+    values: list[str] = []
+
+    def expand(key: str, text: str) -> str:
+        if "${" not in text:
+            return text
+
+        def lookup(match: re.Match[str]) -> str:
+            value = _value(match, environ, where=f"{where}: {key}")
+            values.append(value)
+            return value
+
+        return REFERENCE.sub(lookup, text)
+
+    def expand_all(key: str, values: dict[str, str]) -> dict[str, str]:
+        return {k: expand(f"{key}.{k}", v) for k, v in values.items()}
+
+    headers = expand_all("headers", batch.headers)
+    if batch.basic_auth is not None:
+        username, password = batch.basic_auth
+        token = f"{username}:{expand('basic_auth.password', password)}".encode()
+        headers.setdefault("Authorization", "Basic " + base64.b64encode(token).decode())
+    for name, value in headers.items():
+        if value != batch.headers.get(name) and (problem := header_value_problem(value)):
+            raise ConfigError(f"{where}: headers.{name}: the value from the environment: "
+                              f"{problem}")
+    ready = dataclasses.replace(
+        batch, url=expand("url", batch.url), headers=headers,
+        fields=expand_all("fields", batch.fields),
+        queries=tuple(expand_all(f"queries[{i}]", q) for i, q in enumerate(batch.queries)))
+    shown = batch
+    if batch.redact:
+        hidden = set(batch.redact)
+
+        def redacted(values: dict[str, str]) -> dict[str, str]:
+            return {k: REDACTED if k in hidden else v for k, v in values.items()}
+
+        shown = dataclasses.replace(batch, fields=redacted(batch.fields),
+                                    queries=tuple(redacted(q) for q in batch.queries))
+        values += [v for q in (batch.fields, *batch.queries) for k, v in q.items() if k in hidden]
+    # Values of a few characters would turn innocent text into REDACTED: not scrubbed.
+    secrets = tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+    return Prepared(ready=ready, shown=shown, values=secrets)
+
+
+def _value(match: re.Match[str], environ: Mapping[str, str], *, where: str) -> str:
+    kind, name = match.group(1), match.group(2)
+    if kind == "credential":
+        folder = environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise ConfigError(f"{where}: ${{credential:{name}}} needs $CREDENTIALS_DIRECTORY "
+                              "(systemd's LoadCredential=)")
+        try:
+            return (Path(folder) / name).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{where}: ${{credential:{name}}} cannot be read "
+                              f"({exc.strerror})") from None
+    try:
+        return environ[name]
+    except KeyError:
+        raise ConfigError(f"{where}: ${{{name}}} is not set in the environment") from None

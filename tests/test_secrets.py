@@ -1,0 +1,165 @@
+"""Secrets by reference only: planted in every place a job can hold one, found nowhere else.
+
+The values are sent (the server sees them) and never stored, printed or logged:
+the database files (SQLite with its -wal), a PostgreSQL dump, every command's
+output and a daemon's log are searched for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from collector.models import requests
+from collector.store import open_store
+from tests.cli import assert_one_line_error, invoke
+from tests.daemons import DaemonProcess
+from tests.server import LocalServer
+
+SECRETS = {
+    "PATH_SECRET": "pathsecret4711",
+    "HEADER_SECRET": "headersecret4712",
+    "FIELD_SECRET": "fieldsecret4713",
+    "QUERY_SECRET": "querysecret4714",
+}
+CREDENTIAL = "credsecret4715"
+# Written in the job file as it is, and listed under redact: the job (the jobs table,
+# jobs show) holds it, the results never do.
+LITERAL = "literalsecret4716"
+EVERY = [*SECRETS.values(), CREDENTIAL]
+
+
+def job_file(tmp_path: Path, server: LocalServer) -> Path:
+    path = tmp_path / "jobs.toml"
+    path.write_text(f"""
+[jobs.secret]
+url = "{server.url('/search')}/${{PATH_SECRET}}"
+every = "1s"
+headers = {{ X-Token = "Bearer ${{HEADER_SECRET}}" }}
+fields = {{ key = "${{FIELD_SECRET}}", plain = "{LITERAL}" }}
+queries = [ {{ q = "${{QUERY_SECRET}}" }}, {{ q = "open" }} ]
+basic_auth = {{ username = "me", password = "${{credential:pw}}" }}
+redact = [ "plain" ]
+""")
+    return path
+
+
+def found_in(data: bytes | str, *, literal: bool = False) -> list[str]:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    planted = [*EVERY, LITERAL] if literal else EVERY
+    return [s for s in planted if s in text or base64.b64encode(f"me:{s}".encode()).decode()
+            in text]
+
+
+def test_planted_secrets_are_sent_and_found_nowhere_else(
+        db_url: str, server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "pw").write_text(CREDENTIAL + "\n")
+    environment = {**SECRETS, "CREDENTIALS_DIRECTORY": str(credentials)}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    jobs = job_file(tmp_path, server)
+
+    job_outputs = [invoke("jobs", "apply", str(jobs), "--db", db_url),
+                   invoke("jobs", "list", "--format", "json", "--db", db_url),
+                   invoke("jobs", "show", "secret", "--db", db_url)]
+    outputs = [invoke("run-once", "secret", "--db", db_url),
+               invoke("run-once", "secret", "--db", db_url, "--json"),
+               invoke("run-once", str(jobs), "--db", db_url, "--json")]
+    for args in (["batches", "--format", "json"], ["show", "1"], ["show", "2", "-f", "json"],
+                 ["show", "3", "-f", "csv"], ["report", "-f", "json"], ["db", "info"]):
+        outputs.append(invoke(*args, "--db", db_url))
+    assert all(code == 0 for code, _, _ in [*job_outputs, *outputs]), outputs
+    daemon = DaemonProcess(db_url, "--log-level", "debug", env=environment).started()
+    daemon.wait_for(lambda line: "batch" in line)
+    assert daemon.stop() == 0
+
+    # The values went out: in the path, the query, the headers, basic auth.
+    paths = [path for _, path, _, _ in server.seen]
+    assert any(SECRETS["PATH_SECRET"] in p and SECRETS["QUERY_SECRET"] in p for p in paths)
+    assert all(SECRETS["FIELD_SECRET"] in p and LITERAL in p for p in paths)
+    headers = [h for _, _, _, h in server.seen]
+    assert all(h["X-Token"] == f"Bearer {SECRETS['HEADER_SECRET']}" for h in headers)
+    assert all(base64.b64decode(h["Authorization"].split()[1]).decode() == f"me:{CREDENTIAL}"
+               for h in headers)
+
+    # ... and are nowhere else.
+    for _, out, err in job_outputs:
+        assert found_in(out + err) == [], out + err
+    for _, out, err in outputs:
+        assert found_in(out + err, literal=True) == [], out + err
+    assert found_in("".join(daemon.raw), literal=True) == []
+    assert "${PATH_SECRET}" in outputs[1][1] and "plain=REDACTED" in outputs[1][1]
+    with open_store(db_url) as store, store.connect() as conn:
+        stored = " ".join(f"{r.url} {r.query}" for r in conn.execute(select(requests)))
+    assert "${QUERY_SECRET}" in stored and found_in(stored, literal=True) == []
+    if db_url.startswith("sqlite"):
+        database = Path(make_url(db_url).database or "")
+        for suffix in ("", "-wal", "-shm"):
+            part = database.with_name(database.name + suffix)
+            if part.exists():
+                assert found_in(part.read_bytes()) == [], part
+    else:
+        pg_dump = shutil.which("pg_dump")
+        assert pg_dump is not None, "pg_dump comes with PostgreSQL's client"
+        url = make_url(db_url).set(drivername="postgresql")
+        dump = subprocess.run([pg_dump, url.render_as_string(hide_password=False)],
+                              capture_output=True, timeout=60, check=True).stdout
+        assert b"REDACTED" in dump and found_in(dump) == []
+
+
+def test_a_password_in_a_url_is_never_echoed() -> None:
+    code, _, err = invoke("run-once", "--url", "http://me:hunter2@example.test:99999/",
+                          "--no-store")
+    assert code == 2 and "hunter2" not in err
+    assert_one_line_error(err, "me:***@example.test:99999")
+
+
+def test_basic_auth_takes_a_reference_only(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.toml"
+    path.write_text('[jobs.a]\nurl = "http://x/"\n'
+                    'basic_auth = { username = "me", password = "plain-text" }\n')
+    code, _, err = invoke("jobs", "validate", str(path))
+    assert code == 2
+    assert "basic_auth.password: must be a reference like ${PASSWORD}" in err
+    assert "plain-text" not in err
+
+
+def test_a_missing_credential_is_a_one_line_error(tmp_path: Path, server: LocalServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "jobs.toml"
+    path.write_text(f'[jobs.a]\nurl = "{server.url("/search")}"\n'
+                    'basic_auth = { username = "me", password = "${credential:pw}" }\n')
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "none"))
+    code, _, err = invoke("run-once", str(path), "--no-store")
+    assert code == 2
+    assert_one_line_error(err, 'job "a": basic_auth.password: ${credential:pw} cannot be read')
+    assert server.seen == []
+
+
+def test_a_secret_in_an_error_message_is_scrubbed(server: LocalServer) -> None:
+    from collector.collect import collect
+    from collector.spec import BatchSpec
+
+    # The connection is refused; urllib3's message would name the target, and the
+    # path carries the secret: the stored error never does.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        spec = BatchSpec(url=f"http://127.0.0.1:{port}/a/${{TOKEN}}", retries=1)
+        outcome = collect("j", spec, store=None, environ={"TOKEN": "tok-SECRET-9"})
+    assert outcome.result is not None
+    (request,) = outcome.result.requests
+    assert request.error_kind == "connect_refused"
+    texts = [request.error or "", request.url, *(a.error for a in request.failed_attempts)]
+    assert not any("tok-SECRET-9" in t for t in texts)
+    assert request.url.endswith("/a/${TOKEN}")
