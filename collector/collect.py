@@ -16,12 +16,15 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from collector.errors import DatabaseUnavailable, StoreError
+from collector.errors import DatabaseUnavailable, DataRejected, StoreError
 from collector.results import BatchResult, Trigger
 from collector.secrets import prepare
+from collector.settings import worker_id
 from collector.spec import BatchSpec
+from collector.spool import Spool, Spooled, new_batch_key
 
 if TYPE_CHECKING:
     from collector.runner import OnRequest
@@ -44,6 +47,7 @@ class Outcome:
     batch_id: int | None = None
     store_error: StoreError | None = None
     skipped: Literal["claimed_elsewhere", "previous_running"] | None = None
+    spooled: Path | None = None  # where the batch waits for the database
 
     @property
     def stored(self) -> bool:
@@ -63,37 +67,64 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
             trigger: Trigger = "manual", scheduled_for: datetime | None = None,
             environ: Mapping[str, str] = os.environ, where: str | None = None,
             on_request: OnRequest | None = None, worker: str | None = None,
-            stop: threading.Event | None = None) -> Outcome:
+            stop: threading.Event | None = None, spool: Spool | None = None,
+            offline: bool = False) -> Outcome:
     """Expand, (claim,) run and store one batch of ``job_name``.
 
     ``store`` None runs without storing. With ``scheduled_for`` the fire is
     claimed (by ``worker``) before anything is sent; it is skipped when
     another worker claimed it, or while a batch of the job runs anywhere.
     ``stop`` ends the batch early (see :func:`~collector.runner.run_batch`).
+    With a ``spool``, a batch the database cannot take now (and a fire that
+    could not be claimed because the database is away, run anyway) is kept
+    there, to be stored when the database answers. ``offline`` (with a spool)
+    says the database is known to be away: the fire is run without waiting on
+    it, and spooled.
     Raises ConfigError for an environment variable that is not set (before
     anything runs) and StoreError when the claim itself cannot be made.
     """
     from collector.runner import run_batch
 
     prepared = prepare(batch, environ, where=where or f'job "{job_name}"')
+    worker = worker or worker_id()
     claimed: int | None = None
-    if store is not None and scheduled_for is not None:
-        if store.job_is_running(job_name):
-            return Outcome(job_name=job_name, skipped="previous_running")
-        claimed = store.claim(job_name, batch, scheduled_for=scheduled_for, worker=worker)
-        if claimed is None:
-            return Outcome(job_name=job_name, skipped="claimed_elsewhere")
+    unclaimed: DatabaseUnavailable | None = None
+    if offline and spool is not None:
+        unclaimed = DatabaseUnavailable(store.url if store else "-", "known to be away")
+    elif store is not None and scheduled_for is not None:
+        try:
+            if store.job_is_running(job_name):
+                return Outcome(job_name=job_name, skipped="previous_running")
+            claimed = store.claim(job_name, batch, scheduled_for=scheduled_for, worker=worker)
+        except DatabaseUnavailable as exc:
+            if spool is None:
+                raise
+            # The database is away: run the fire anyway and spool it. If another
+            # daemon ran it too, the first result stored wins on replay.
+            unclaimed = exc
+        else:
+            if claimed is None:
+                return Outcome(job_name=job_name, skipped="claimed_elsewhere")
     result = prepared.scrub(run_batch(prepared.ready, shown=prepared.shown,
                                       on_request=on_request, stop=stop))
     if store is None:
         return Outcome(job_name=job_name, result=result)
+    batch_key = new_batch_key()
     try:
+        if unclaimed is not None:
+            raise unclaimed
         if claimed is not None:
-            store.complete(claimed, result)
+            if not store.complete(claimed, result):
+                raise DataRejected(store.url, f"batch {claimed} is no longer running")
             batch_id: int | None = claimed
         else:
             batch_id = store.save_batch(result, job_name=job_name, trigger=trigger,
-                                        worker=worker)
+                                        worker=worker, batch_key=batch_key)
     except StoreError as exc:
-        return Outcome(job_name=job_name, result=result, store_error=exc)
+        spooled = None
+        if spool is not None and isinstance(exc, DatabaseUnavailable):
+            spooled = spool.put(Spooled(
+                batch_key=batch_key, job_name=job_name, trigger=trigger,
+                scheduled_for=scheduled_for, claimed=claimed, worker=worker, result=result))
+        return Outcome(job_name=job_name, result=result, store_error=exc, spooled=spooled)
     return Outcome(job_name=job_name, result=result, batch_id=batch_id)

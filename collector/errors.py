@@ -142,11 +142,17 @@ class DataRejected(StoreError):
 
 
 class BatchNotStored(StoreError):
-    """A batch ran but saving it failed; the caller has already shown the result."""
+    """A batch ran but saving it failed; the caller has already shown the result.
 
-    def __init__(self, cause: StoreError) -> None:
+    ``.spooled`` is where it waits for the database, when it was spooled.
+    """
+
+    def __init__(self, cause: StoreError, spooled: object = None) -> None:
         self.cause = cause
-        super().__init__(f"the batch ran (printed above) but was not stored: {cause}")
+        self.spooled = spooled
+        kept = (f"; it is kept in the spool ({spooled}) and stored by `collector spool flush` "
+                "or a running daemon once the database answers") if spooled else ""
+        super().__init__(f"the batch ran (printed above) but was not stored: {cause}{kept}")
 
 
 class SchemaMismatch(StoreError):

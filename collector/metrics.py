@@ -46,6 +46,8 @@ class Metrics:
                                 "When the job's last batch here finished (Unix time).", ["job"],
                                 registry=r)
         self.jobs = Gauge("collector_jobs_scheduled", "Jobs this daemon schedules.", registry=r)
+        self.spool_depth = Gauge("collector_spool_depth", "Batches waiting in the spool for the "
+                                 "database.", registry=r)
         self._server: WSGIServer | None = None
 
     def batch(self, job: str, result: BatchResult, *, stored: bool) -> None:

@@ -98,6 +98,8 @@ batches = Table(
     Column("requests_succeeded", Integer),
     Column("requests_failed", Integer),
     Column("worker", String(255), nullable=False, comment="host:pid that ran the batch"),
+    Column("batch_key", String(36),
+           comment="unique per batch run: a batch replayed from the spool is stored once"),
     # One row per fire of a schedule, whichever daemon claims it; NULLs
     # (manual runs) never collide.
     UniqueConstraint("job_name", "scheduled_for"),
@@ -106,6 +108,7 @@ batches = Table(
     CheckConstraint(COUNTERS_KNOWN, name="counters"),
     Index(None, "job_name", "started_at"),
     Index(None, "started_at"),
+    Index(None, "batch_key", unique=True),
 )
 
 requests = Table(

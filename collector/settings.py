@@ -14,6 +14,14 @@ def default_database_path(environ: Mapping[str, str]) -> Path:
     return Path(base) / "collector" / "collector.db"
 
 
+def spool_folder(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$COLLECTOR_SPOOL_DIR``, else ``spool/`` beside the default database."""
+    given = environ.get("COLLECTOR_SPOOL_DIR", "").strip()
+    if given:
+        return Path(given).expanduser()
+    return default_database_path(environ).parent / "spool"
+
+
 def resolve_database_url(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
     """The database to use: ``--db``, else ``COLLECTOR_DATABASE_URL``, else the default file.
 

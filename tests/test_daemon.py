@@ -152,8 +152,11 @@ def test_several_daemons_run_each_fire_exactly_once(database: str, daemons: int,
     fires = Counter(r["scheduled_for"] for r in rows)
     assert len(rows) == len(fires) >= 20  # every fire ran exactly once
     assert {r["status"] for r in rows} == {"ok"}
-    skipped = sum(1 for d in running for line in d.lines if "skipped" in line["message"])
-    assert skipped == 0  # at info level a lost claim is silent
+    # At info level a lost claim is silent. (APScheduler may say it skipped a fire
+    # whose previous run here had not finished: another daemon ran that one.)
+    skipped = [line for d in running for line in d.lines
+               if "skipped" in line["message"] and line["logger"].startswith("collector")]
+    assert skipped == []
 
 
 def test_a_killed_daemons_batch_is_abandoned_not_rerun(postgres_url: str, server: LocalServer,

@@ -56,7 +56,7 @@ def _root(
 
 
 def _register() -> None:
-    from collector.cli import daemon, db, jobs, report, run
+    from collector.cli import daemon, db, jobs, report, run, spool
 
     app.command("run")(daemon.run)
     app.command("run-once")(run.run_once)
@@ -67,6 +67,7 @@ def _register() -> None:
     app.command("show")(report.show)
     app.command("prune")(report.prune)
     app.add_typer(db.app, name="db")
+    app.add_typer(spool.app, name="spool")
 
 
 _register()

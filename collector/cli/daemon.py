@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli.options import DbOption, open_db
+from collector.cli.options import DbOption
 from collector.errors import ConfigError, JobFilesInvalid
 from collector.quantities import parse_duration
 
@@ -74,7 +74,11 @@ def run(
         metrics_port=metrics_port, metrics_address=metrics_address,
     )
     setup_logging(log_format.value, log_level.value)
-    with open_db(db) as store:
+    from collector.cli.options import database_url
+    from collector.store import open_store
+
+    # A daemon waits on its database for 10 s at most, then spools and goes on.
+    with open_store(database_url(db), operation_timeout=10.0) as store:
         try:
             run_daemon(store, config, notifier=Notifier())
         except JobFilesInvalid as exc:

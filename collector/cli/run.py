@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from collector.collect import Outcome
     from collector.runner import OnRequest
     from collector.spec import BatchSpec
+    from collector.spool import Spool
 
 EXIT_REQUEST_FAILED = 3
 PROGRESS_AFTER = 0.5  # seconds: a batch quicker than this shows no progress bar
@@ -168,7 +169,7 @@ def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> 
             raise
         with _progress(len(stored.batch.queries)) as on_request:
             outcome = collect(stored.name, stored.batch, store=None if no_store else store,
-                              on_request=on_request)
+                              on_request=on_request, spool=_spool())
         render(outcome, where=None if no_store else store.url)
 
 
@@ -185,8 +186,16 @@ def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, rend
     prepare(spec, os.environ, where=where)  # a missing variable: before the database
     with open_db(db) as store:  # before running: a database error loses nothing
         with _progress(len(spec.queries)) as on_request:
-            outcome = collect(name, spec, store=store, where=where, on_request=on_request)
+            outcome = collect(name, spec, store=store, where=where, on_request=on_request,
+                              spool=_spool())
         render(outcome, where=store.url)
+
+
+def _spool() -> Spool:
+    from collector.settings import spool_folder
+    from collector.spool import Spool
+
+    return Spool(spool_folder())
 
 
 def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
@@ -225,7 +234,7 @@ class _Show:
             typer.echo(batch_table(result, job_name=outcome.job_name,
                                    batch_id=outcome.batch_id, where=where))
         if outcome.store_error is not None:
-            raise BatchNotStored(outcome.store_error)
+            raise BatchNotStored(outcome.store_error, outcome.spooled)
         bad = sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
         if self.fail_on_error and bad:
             typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "

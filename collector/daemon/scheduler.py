@@ -21,8 +21,9 @@ from collector.daemon.notify import Notifier
 from collector.errors import CollectorError, ConfigError, StoreError
 from collector.metrics import Metrics
 from collector.schedule import Fires
-from collector.settings import worker_id
+from collector.settings import spool_folder, worker_id
 from collector.spec import JobSpec
+from collector.spool import Spool
 from collector.store import Store
 
 log = logging.getLogger("collector.daemon")
@@ -41,6 +42,7 @@ class DaemonConfig:
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     worker: str = field(default_factory=worker_id)
+    spool_folder: Path = field(default_factory=spool_folder)
 
 
 class Daemon:
@@ -61,6 +63,10 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
+        self.spool = Spool(config.spool_folder)
+        # After an outage is seen, fires go straight to the spool until the main
+        # thread finds the database answering again: no fire waits on it.
+        self.database_away = threading.Event()
         self.stop_batches = threading.Event()  # set when the shutdown timeout has passed
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -176,7 +182,8 @@ class Daemon:
         try:
             outcome = collect(job.name, job.batch, store=self.store, trigger="schedule",
                               scheduled_for=scheduled_for, worker=self.config.worker,
-                              stop=self.stop_batches)
+                              stop=self.stop_batches, spool=self.spool,
+                              offline=self.database_away.is_set())
         except ConfigError as exc:
             log.error("job %s: %s", job.name, exc)
             self.metrics.skipped.labels(job.name, "config").inc()
@@ -209,7 +216,12 @@ class Daemon:
             "late_ms": late_ms,
         }
         text = " ".join(f"{k}={v}" for k, v in fields.items())
-        if outcome.store_error is not None:
+        if outcome.transient:
+            self.database_away.set()
+        if outcome.spooled is not None:
+            log.warning("batch spooled: %s: %s", text, outcome.store_error,
+                        extra={"batch": {**fields, "spooled": str(outcome.spooled)}})
+        elif outcome.store_error is not None:
             log.error("batch not stored: %s: %s", text, outcome.store_error,
                       extra={"batch": fields})
         else:
@@ -241,6 +253,7 @@ class Daemon:
             if now >= next_beat:
                 next_beat = now + self.config.heartbeat_interval
                 self._guarded(self._heartbeat, "keeping the heartbeat")
+                self._guarded(self._replay, "replaying the spool")
             interval = self.notifier.watchdog_interval
             if interval is not None and now >= next_ping and self.scheduler_alive():
                 next_ping = now + interval
@@ -259,8 +272,28 @@ class Daemon:
             log.error("reload failed: the jobs stay as they were")
         self._guarded(self.sync_jobs, "reading the jobs table")
 
+    def _replay(self) -> None:
+        """Store what the spool holds, oldest first, while the database answers."""
+        depth = self.spool.depth()
+        self.metrics.spool_depth.set(depth)
+        if self.database_away.is_set():
+            self.store.revision()  # raises while it is still away
+            log.info("the database answers again")
+            self.database_away.clear()
+        if not depth:
+            return
+        done = self.spool.replay(self.store, limit=200)
+        if done.stored or done.duplicates or done.rejected:
+            log.info("spool: %d stored, %d there already, %d rejected, %d left", done.stored,
+                     done.duplicates, done.rejected, done.left)
+        self.metrics.spool_depth.set(done.left)
+
     def _heartbeat(self) -> None:
-        self.store.heartbeat(self.config.worker)
+        try:
+            self.store.heartbeat(self.config.worker)
+        except StoreError:
+            self.database_away.set()
+            raise
         abandoned = self.store.abandon_stale(timedelta(seconds=self.config.heartbeat_timeout))
         if abandoned:
             log.warning("marked %d batches abandoned: their workers stopped beating", abandoned)

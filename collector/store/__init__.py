@@ -25,7 +25,6 @@ from collector import models
 from collector.errors import (
     ConfigError,
     DatabaseUnavailable,
-    DataRejected,
     JobExists,
     NoDatabase,
     SchemaMismatch,
@@ -256,28 +255,40 @@ class Store:
 
         return self._bounded("claim", claim)
 
-    def complete(self, batch_id: int, result: BatchResult) -> None:
-        """Write a claimed batch's status, counters and requests in one transaction."""
+    def complete(self, batch_id: int, result: BatchResult) -> bool:
+        """Write a claimed batch's status, counters and requests in one transaction.
+
+        False, and nothing written, when the batch is no longer running (or
+        abandoned): it was completed already, or deleted.
+        """
         def complete() -> bool:
             with self.connect(write=True) as conn:
                 return _batches.complete(conn, batch_id, result)
 
-        if not self._bounded("complete", complete):
-            raise DataRejected(self.url, f"batch {batch_id} is no longer running")
+        return self._bounded("complete", complete)
 
     def save_batch(self, result: BatchResult, *, job_name: str, trigger: Trigger = "manual",
-                   scheduled_for: datetime | None = None,
-                   worker: str | None = None) -> int | None:
+                   scheduled_for: datetime | None = None, worker: str | None = None,
+                   batch_key: str | None = None) -> int | None:
         """Write a finished batch and all its requests in one transaction; its id.
 
-        None when ``scheduled_for`` is given and that fire was claimed already.
+        None when ``scheduled_for`` is given and that fire was claimed already,
+        or when a batch with this ``batch_key`` is stored already.
         """
         def save() -> int | None:
             with self.connect(write=True) as conn:
                 return _batches.save(conn, result, job_name=job_name, trigger=trigger,
-                                     scheduled_for=scheduled_for, worker=worker or worker_id())
+                                     scheduled_for=scheduled_for, worker=worker or worker_id(),
+                                     batch_key=batch_key)
 
         return self._bounded("save", save)
+
+    def own_claim(self, job_name: str, scheduled_for: datetime, worker: str) -> int | None:
+        """The fire's batch if ``worker`` claimed it and it never finished (a claim that went
+        through after the worker had given up waiting on the database), else None."""
+        with self.connect() as conn:
+            return _batches.own_claim(conn, job_name=job_name, scheduled_for=scheduled_for,
+                                      worker=worker)
 
     def load_batch(self, batch_id: int) -> StoredBatch:
         """A stored batch and what it recorded; UnknownBatch when there is none."""

@@ -37,10 +37,10 @@ class StoredBatch:
 
 
 def _insert_batch(conn: Connection) -> Insert:
-    """An INSERT into batches that does nothing when the fire is claimed already."""
+    """An INSERT into batches that does nothing when the fire is claimed already, or the
+    batch (its ``batch_key``) is stored already."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement: Insert = dialect.insert(batches).on_conflict_do_nothing(
-        index_elements=["job_name", "scheduled_for"])
+    statement: Insert = dialect.insert(batches).on_conflict_do_nothing()
     return statement
 
 
@@ -72,17 +72,30 @@ def complete(conn: Connection, batch_id: int, result: BatchResult) -> bool:
 
 
 def save(conn: Connection, result: BatchResult, *, job_name: str, trigger: Trigger,
-         scheduled_for: datetime | None, worker: str) -> int | None:
-    """Insert a finished batch and its requests; None when its fire was claimed already."""
+         scheduled_for: datetime | None, worker: str, batch_key: str | None) -> int | None:
+    """Insert a finished batch and its requests; None when its fire was claimed already
+    or a batch with its ``batch_key`` is stored already."""
     row = {"job_name": job_name, "trigger": trigger, "scheduled_for": scheduled_for,
            "started_at": result.started_at, "url": result.url, "method": result.method,
            "pool_size": result.pool_size, "concurrency": result.concurrency,
-           "worker": worker, **_counters(result)}
+           "worker": worker, "batch_key": batch_key, **_counters(result)}
     inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
     batch_id: int | None = inserted.scalar_one_or_none()
     if batch_id is not None:
         _insert_requests(conn, batch_id, result.requests)
     return batch_id
+
+
+def own_claim(conn: Connection, *, job_name: str, scheduled_for: datetime,
+              worker: str) -> int | None:
+    """The id of the fire's batch when ``worker`` claimed it and it never finished."""
+    found: int | None = conn.execute(
+        select(batches.c.id).where(batches.c.job_name == job_name,
+                                   batches.c.scheduled_for == scheduled_for,
+                                   batches.c.worker == worker,
+                                   batches.c.status.in_(("running", "abandoned")))
+    ).scalar_one_or_none()
+    return found
 
 
 def _counters(result: BatchResult) -> dict[str, Any]:

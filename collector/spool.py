@@ -1,0 +1,214 @@
+"""Batches the database could not take, kept on disk until it can.
+
+One file per batch in the spool folder, written to a temporary name, fsynced
+and renamed, so a crash leaves a whole file or none. The format is versioned
+JSON. :meth:`Spool.replay` stores them oldest first as soon as the database
+answers; each carries a unique ``batch_key`` (or the id of the batch it
+claimed), so a replay after a crash never stores a batch twice. A file the
+database refuses is moved to ``rejected/`` beside them, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collector.errors import DatabaseUnavailable, StoreError
+from collector.results import BatchResult, FailedAttempt, RequestResult, Trigger
+
+if TYPE_CHECKING:
+    from collector.store import Store
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spooled:
+    """A batch waiting for the database: what ``Store`` needs to write it."""
+
+    batch_key: str
+    job_name: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    claimed: int | None  # the id of the running row it claimed, if it did
+    worker: str
+    result: BatchResult
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What one replay did: stored, already there, refused, left for later."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    left: int = 0
+
+
+def new_batch_key() -> str:
+    return str(uuid.uuid4())
+
+
+class Spool:
+    """The spool folder (created when first needed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def put(self, entry: Spooled) -> Path:
+        """Write ``entry`` whole (temporary file, fsync, rename, fsync the folder); its path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{entry.batch_key}.json"
+        data = json.dumps(_encode(entry)).encode()
+        fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            path = self.folder / name
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        _fsync_folder(self.folder)
+        return path
+
+    def paths(self) -> list[Path]:
+        """The spooled batches, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.glob("*.json") if not p.name.startswith("."))
+
+    def depth(self) -> int:
+        return len(self.paths())
+
+    def read(self, path: Path) -> Spooled:
+        document = json.loads(path.read_bytes())
+        if document.get("format") != FORMAT:
+            raise ValueError(f"format {document.get('format')!r}, not {FORMAT}")
+        return _decode(document)
+
+    def replay(self, store: Store, *, limit: int | None = None) -> Replayed:
+        """Store spooled batches oldest first until the database stops answering."""
+        stored = duplicates = rejected = 0
+        paths = self.paths()
+        for done, path in enumerate(paths):
+            if limit is not None and done >= limit:
+                break
+            try:
+                entry = self.read(path)
+            except FileNotFoundError:
+                continue  # another process replayed it
+            except (ValueError, KeyError, TypeError) as exc:
+                self._reject(path, f"unreadable: {exc}")
+                rejected += 1
+                continue
+            try:
+                written = _write(store, entry)
+            except DatabaseUnavailable:
+                return Replayed(stored, duplicates, rejected, len(paths) - done)
+            except StoreError as exc:
+                self._reject(path, str(exc))
+                rejected += 1
+                continue
+            if written:
+                stored += 1
+            else:
+                duplicates += 1
+                log.info("spooled batch %s of %s was stored already (or its fire ran "
+                         "elsewhere): dropped", entry.batch_key, entry.job_name)
+            path.unlink(missing_ok=True)
+        return Replayed(stored, duplicates, rejected, self.depth())
+
+    def _reject(self, path: Path, why: str) -> None:
+        folder = self.folder / "rejected"
+        folder.mkdir(exist_ok=True)
+        os.replace(path, folder / path.name)
+        log.error("spooled batch %s moved to %s: %s", path.name, folder, why)
+
+
+def _write(store: Store, entry: Spooled) -> bool:
+    """Store one spooled batch; False when it (or its fire) is stored already."""
+    if entry.claimed is not None:
+        return store.complete(entry.claimed, entry.result)
+    batch_id = store.save_batch(entry.result, job_name=entry.job_name, trigger=entry.trigger,
+                                scheduled_for=entry.scheduled_for, worker=entry.worker,
+                                batch_key=entry.batch_key)
+    if batch_id is not None:
+        return True
+    if entry.scheduled_for is not None:
+        # A claim this worker gave up waiting for may have gone through after all:
+        # that row is this batch, still running.
+        claimed = store.own_claim(entry.job_name, entry.scheduled_for, entry.worker)
+        if claimed is not None:
+            return store.complete(claimed, entry.result)
+    return False
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- the format: JSON with times as ISO 8601 -------------------------------------------------
+
+def _encode(entry: Spooled) -> dict[str, Any]:
+    result = entry.result
+    return {
+        "format": FORMAT, "batch_key": entry.batch_key, "job_name": entry.job_name,
+        "trigger": entry.trigger, "claimed": entry.claimed, "worker": entry.worker,
+        "scheduled_for": _time(entry.scheduled_for),
+        "result": {
+            **{f.name: _plain(getattr(result, f.name)) for f in fields(BatchResult)
+               if f.name != "requests"},
+            "requests": [{f.name: _plain(getattr(r, f.name)) for f in fields(RequestResult)}
+                         for r in result.requests],
+        },
+    }
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):  # failed attempts
+        return [{f.name: _plain(getattr(a, f.name)) for f in fields(FailedAttempt)}
+                for a in value]
+    return value
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _decode(document: dict[str, Any]) -> Spooled:
+    raw = document["result"]
+    requests = tuple(RequestResult(**{
+        **r, "started_at": datetime.fromisoformat(r["started_at"]),
+        "failed_attempts": tuple(FailedAttempt(**{**a, "at": datetime.fromisoformat(a["at"])})
+                                 for a in r["failed_attempts"]),
+    }) for r in raw["requests"])
+    result = BatchResult(**{
+        **{k: v for k, v in raw.items() if k != "requests"},
+        "started_at": datetime.fromisoformat(raw["started_at"]),
+        "finished_at": datetime.fromisoformat(raw["finished_at"]),
+        "requests": requests,
+    })
+    scheduled = document["scheduled_for"]
+    return Spooled(batch_key=document["batch_key"], job_name=document["job_name"],
+                   trigger=document["trigger"], claimed=document["claimed"],
+                   worker=document["worker"], result=result,
+                   scheduled_for=None if scheduled is None else datetime.fromisoformat(scheduled))

@@ -1,0 +1,154 @@
+"""The spool: batches the database could not take, kept whole on disk and stored once."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from collector.collect import collect
+from collector.models import batches
+from collector.runner import run_batch
+from collector.spec import BatchSpec
+from collector.spool import Spool, Spooled, new_batch_key
+from collector.store import open_store
+from tests.cli import assert_one_line_error, invoke
+from tests.conftest import database_outage
+from tests.daemons import DaemonProcess, stored_batches
+from tests.proxy import Proxy
+from tests.server import LocalServer
+
+FIRE = datetime(2026, 11, 27, 12, 5, tzinfo=UTC)
+
+
+def entry(server: LocalServer, **changes: object) -> Spooled:
+    result = run_batch(BatchSpec(url=server.url("/flaky/x"), retries=1,
+                                 queries=({"q": "a"}, {"q": "b"})))
+    fields = {"batch_key": new_batch_key(), "job_name": "j", "trigger": "manual",
+              "scheduled_for": None, "claimed": None, "worker": "h:1", "result": result,
+              **changes}
+    return Spooled(**fields)  # type: ignore[arg-type]
+
+
+def test_a_spooled_batch_reads_back_whole(tmp_path: Path, server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    original = entry(server, scheduled_for=FIRE, trigger="schedule")
+    assert original.result.requests[0].failed_attempts  # the flaky first attempt
+    path = spool.put(original)
+    assert spool.paths() == [path] and spool.depth() == 1
+    assert [p.name for p in spool.folder.iterdir()] == [path.name]  # no temporary left
+    assert spool.read(path) == original
+    assert json.loads(path.read_text())["format"] == 1
+
+
+def test_replay_stores_each_batch_once(db_url: str, tmp_path: Path, server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    first = entry(server)
+    spool.put(first)
+    spool.put(first)  # the same batch twice, as after a crash between store and delete
+    with open_store(db_url) as store:
+        done = spool.replay(store)
+        assert (done.stored, done.duplicates, done.rejected, done.left) == (1, 1, 0, 0)
+        assert store.info().row_counts["batches"] == 1
+    assert spool.depth() == 0
+
+
+def test_replay_completes_a_claimed_batch(db_url: str, tmp_path: Path,
+                                          server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    with open_store(db_url) as store:
+        claimed = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE)
+        spool.put(entry(server, claimed=claimed, scheduled_for=FIRE, trigger="schedule"))
+        assert spool.replay(store).stored == 1
+        assert claimed is not None and store.load_batch(claimed).status == "ok"
+
+
+def test_a_claim_that_went_through_late_is_completed_by_the_replay(
+        db_url: str, tmp_path: Path, server: LocalServer) -> None:
+    # The daemon gave up waiting for its claim, ran the fire and spooled it; then the
+    # claim went through: the replay completes that running row, not a second one.
+    spool = Spool(tmp_path / "spool")
+    with open_store(db_url) as store:
+        late = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE,
+                           worker="h:1")
+        spool.put(entry(server, scheduled_for=FIRE, trigger="schedule", worker="h:1"))
+        assert spool.replay(store).stored == 1
+        assert late is not None and store.load_batch(late).status == "ok"
+        assert store.info().row_counts["batches"] == 1
+
+
+def test_an_unreadable_file_is_set_aside_not_lost(db_url: str, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.folder.mkdir()
+    (spool.folder / "00000000000000000001-x.json").write_text("{not json")
+    with open_store(db_url) as store:
+        assert spool.replay(store).rejected == 1
+    assert (spool.folder / "rejected" / "00000000000000000001-x.json").exists()
+
+
+def test_collect_spools_during_an_outage_and_replay_stores_it(
+        db_url: str, tmp_path: Path, server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    spec = BatchSpec(url=server.url("/search"), queries=({"q": "a"},))
+    with open_store(db_url, busy_timeout=0.2) as store:
+        with database_outage(db_url):
+            outcome = collect("j", spec, store=store, spool=spool)
+        assert outcome.spooled is not None and outcome.transient and not outcome.stored
+        assert store.info().row_counts["batches"] == 0
+        assert spool.replay(store).stored == 1
+        assert store.info().row_counts["batches"] == 1
+
+
+def test_run_once_spools_and_flush_stores(postgres_url: str, server: LocalServer) -> None:
+    outage = database_outage(postgres_url)
+    server.before_answer = outage.__enter__
+    try:
+        code, out, err = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
+                                "--db", postgres_url, "--json")
+    finally:
+        outage.__exit__(None, None, None)
+        server.before_answer = None
+    assert code == 1 and json.loads(out)["batch_id"] is None
+    assert_one_line_error(err, "was not stored: database ", "it is kept in the spool (",
+                          "collector spool flush")
+    assert "waiting: 1" in invoke("spool", "status")[1]
+    code, out, _ = invoke("spool", "flush", "--db", postgres_url)
+    assert (code, out.strip()) == (0, "stored 1, already stored 0, rejected 0, left 0")
+    code, out, _ = invoke("spool", "flush", "--db", postgres_url)
+    assert out.strip() == "stored 0, already stored 0, rejected 0, left 0"
+    assert len(stored_batches(postgres_url)) == 1
+
+
+def test_a_daemon_spools_through_an_outage_and_stores_every_fire_once(
+        postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
+    invoke("db", "upgrade", "--db", postgres_url)
+    url = make_url(postgres_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
+    daemon = DaemonProcess(through, "--jobs", str(jobs)).started()
+    try:
+        daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
+        proxy.cut()
+        daemon.wait_for(lambda line: "spooled" in line["message"], timeout=15)
+        time.sleep(4)  # several fires while the database is away
+        proxy.restore()
+        daemon.wait_for(lambda line: line["message"].startswith("spool: "), timeout=20)
+        time.sleep(2)
+    finally:
+        assert daemon.stop() == 0
+        proxy.close()
+    rows = stored_batches(postgres_url)
+    fires = sorted(r["scheduled_for"] for r in rows)
+    assert len(fires) == len(set(fires))  # none twice
+    seconds = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
+    assert seconds and max(seconds) == 1.0  # none missing, through the outage
+    assert sum("spooled" in line["message"] for line in daemon.lines) >= 4
+    with open_store(postgres_url) as store, store.connect() as conn:
+        assert conn.execute(select(batches.c.status).where(
+            batches.c.status != "ok")).all() == []
