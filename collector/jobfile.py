@@ -76,7 +76,7 @@ def _url(value: object) -> str:
     if has_reference(parts.netloc):
         raise KeyProblem("url", f"{shown}: a ${{...}} reference may stand in the path or the "
                                 "query, not in the host")
-    return value
+    return parts.scheme + value[len(parts.scheme):]  # HTTP:// is http://
 
 
 def _without_password(url: str) -> str:

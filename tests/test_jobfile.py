@@ -359,3 +359,7 @@ def test_a_fifo_and_deep_nesting_are_errors_not_hangs(tmp_path: Path) -> None:
     deep = write(tmp_path, "[jobs.a]\nurl = 'http://x/'\nq = " + "[" * 100_000 + "]" * 100_000)
     with pytest.raises(JobFileError, match="is nested too deeply to be a job file"):
         load_job_file(deep)
+
+
+def test_the_scheme_is_lower_case_as_stored() -> None:
+    assert batch_from_options({"url": "HTTPS://Example.test/A"}).url == "https://Example.test/A"

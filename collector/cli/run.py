@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collector.runner import OnRequest
     from collector.spec import BatchSpec
     from collector.spool import Spool
+    from collector.store import Store
 
 EXIT_REQUEST_FAILED = 3
 PROGRESS_AFTER = 0.5  # seconds: a batch quicker than this shows no progress bar
@@ -150,7 +151,6 @@ def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
 
 
 def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> None:
-    from collector.collect import collect
 
     try:
         store = open_db(db, create=False)  # a stored job: nothing to run without a database
@@ -167,28 +167,60 @@ def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> 
                 raise ConfigError(f"{name}: no such job file, and no stored job has that name")\
                     from None
             raise
-        with _progress(len(stored.batch.queries)) as on_request:
-            outcome = collect(stored.name, stored.batch, store=None if no_store else store,
-                              on_request=on_request, spool=_spool())
-        render(outcome, where=None if no_store else store.url)
+        _run(stored.name, stored.batch, store=None if no_store else store, render=render,
+             where=f'job "{stored.name}"')
 
 
 def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, render: _Show,
              where: str) -> None:
-    from collector.collect import collect
     from collector.secrets import prepare
 
     if no_store:
-        with _progress(len(spec.queries)) as on_request:
-            outcome = collect(name, spec, store=None, where=where, on_request=on_request)
-        render(outcome, where=None)
+        _run(name, spec, store=None, render=render, where=where)
         return
     prepare(spec, os.environ, where=where)  # a missing variable: before the database
     with open_db(db) as store:  # before running: a database error loses nothing
-        with _progress(len(spec.queries)) as on_request:
-            outcome = collect(name, spec, store=store, where=where, on_request=on_request,
-                              spool=_spool())
-        render(outcome, where=store.url)
+        _run(name, spec, store=store, render=render, where=where)
+
+
+def _run(name: str, spec: BatchSpec, *, store: Store | None, render: _Show,
+         where: str) -> None:
+    """The collect step with a progress bar, and SIGINT/SIGTERM ending the batch early.
+
+    A signal stops sending; what was collected is stored (or spooled) as
+    ``interrupted``, shown, and the exit code is 128 + the signal's number.
+    """
+    from collector.collect import collect
+
+    with _progress(len(spec.queries)) as on_request, _interruptible() as (stop, caught):
+        outcome = collect(name, spec, store=store, where=where, on_request=on_request,
+                          stop=stop, spool=None if store is None else _spool())
+    render(outcome, where=None if store is None else store.url, signal_number=caught[0]
+           if caught else None)
+
+
+@contextmanager
+def _interruptible() -> Iterator[tuple[threading.Event, list[int]]]:
+    """SIGINT and SIGTERM set an event (and are remembered) instead of ending the process."""
+    import signal
+
+    stop = threading.Event()
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop, caught
+        return
+
+    def handler(number: int, _frame: object) -> None:
+        caught.append(number)
+        stop.set()
+
+    previous = {number: signal.signal(number, handler)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop, caught
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 def _spool() -> Spool:
@@ -210,7 +242,7 @@ def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
     from collector.demo import demo_batch, serve_demo
 
     with open_db(db) as store, serve_demo() as url:
-        outcome = collect("demo", demo_batch(url), store=store)
+        outcome = collect("demo", demo_batch(url), store=store, spool=_spool())
     _Show(as_json=as_json, fail_on_error=False)(outcome, where=store.url)
 
 
@@ -221,7 +253,8 @@ class _Show:
         self.as_json = as_json
         self.fail_on_error = fail_on_error
 
-    def __call__(self, outcome: Outcome, *, where: str | None) -> None:
+    def __call__(self, outcome: Outcome, *, where: str | None,
+                 signal_number: int | None = None) -> None:
         from collector.cli.render import batch_table
 
         result = outcome.result
@@ -233,8 +266,16 @@ class _Show:
         else:
             typer.echo(batch_table(result, job_name=outcome.job_name,
                                    batch_id=outcome.batch_id, where=where))
-        if outcome.store_error is not None:
-            raise BatchNotStored(outcome.store_error, outcome.spooled)
+        not_stored = (None if outcome.store_error is None
+                      else BatchNotStored(outcome.store_error, outcome.spooled))
+        if signal_number is not None:
+            if not_stored is not None:
+                typer.echo(f"collector: error: {not_stored}", err=True)
+            typer.echo(f"collector: stopped by signal {signal_number}: the requests sent so "
+                       "far are kept, as an interrupted batch", err=True)
+            raise typer.Exit(128 + signal_number)
+        if not_stored is not None:
+            raise not_stored
         bad = sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
         if self.fail_on_error and bad:
             typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "
