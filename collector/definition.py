@@ -13,7 +13,7 @@ from typing import Any
 
 from collector.jobfile import job_from_table
 from collector.quantities import format_duration
-from collector.spec import JobSpec
+from collector.spec import DEFAULT_RETRY_AFTER_MAX, JobSpec
 
 
 class InvalidDefinition(ValueError):
@@ -48,6 +48,10 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
                                     "password": batch.basic_auth[1]}
     if batch.redact:
         definition["redact"] = list(batch.redact)
+    if batch.retry_statuses:
+        definition["retry_statuses"] = list(batch.retry_statuses)
+    if batch.retry_after_max != DEFAULT_RETRY_AFTER_MAX:
+        definition["retry_after_max"] = format_duration(batch.retry_after_max)
     if job.every is not None:
         definition["every"] = format_duration(job.every)
     if job.cron is not None:

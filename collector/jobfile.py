@@ -202,6 +202,14 @@ def _basic_auth(value: object) -> tuple[str, str]:
     return username, password
 
 
+def _retry_statuses(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in value):
+        raise KeyProblem("retry_statuses", f"{show(value)} is not a list of HTTP statuses, "
+                                           "like [ 502, 503, 504 ]")
+    return tuple(sorted(set(value)))
+
+
 def _redact(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise KeyProblem("redact", f"{show(value)} is not a list of field names, "
@@ -247,6 +255,8 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "ca_file": _ca_file,
     "basic_auth": _basic_auth,
     "redact": _redact,
+    "retry_statuses": _retry_statuses,
+    "retry_after_max": _duration("retry_after_max", maximum=3600.0),
 }
 _LOCAL_CHECKS = {**_BATCH_CHECKS, "ca_file": _local_ca_file}
 _SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {

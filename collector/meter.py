@@ -129,6 +129,10 @@ class AttemptLog:
         kind, message = self._classify(error)
         self.failed.append(FailedAttempt(error_kind=kind, error=message, at=datetime.now(UTC)))
 
+    def record_status(self, status: int, reason: str | None) -> None:
+        self.failed.append(FailedAttempt(error_kind=None, status=status, at=datetime.now(UTC),
+                                         error=f"status {status} {reason or ''}".strip()))
+
 
 class AttemptRetry(Retry):
     """``Retry`` that records each failed attempt in ``log`` (carried over by ``new()``)."""
@@ -144,9 +148,14 @@ class AttemptRetry(Retry):
                   response: BaseHTTPResponse | None = None, error: Exception | None = None,
                   _pool: ConnectionPool | None = None,
                   _stacktrace: TracebackType | None = None) -> Self:
-        if error is not None and self.log is not None:
+        if self.log is not None and error is not None:
             self.log.record(error)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.log is not None and error is None and response is not None:
+            # A status the job retries, and it will be tried again (when the retries
+            # are used up, urllib3 returns this response: it is the request's answer).
+            self.log.record_status(response.status, response.reason)
+        return retry
 
 
 def _ms_since(start: float) -> float:

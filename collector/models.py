@@ -37,6 +37,9 @@ COUNTERS_KNOWN = ("status IN ('running', 'abandoned') OR ("
                   + " AND ".join(f"{c} IS NOT NULL" for c in (*COUNTERS, "finished_at")) + ")")
 
 
+FAILED_ATTEMPTS = "attempts before the last, and a failed last one: error_kind, status, error, at"
+
+
 def _quoted(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
@@ -134,6 +137,7 @@ requests = Table(
     Column("attempts", Integer, nullable=False),
     Column("error_kind", String(20)),
     Column("error", Text),
+    Column("failed_attempts", JSON, comment=FAILED_ATTEMPTS),
     UniqueConstraint("batch_id", "position"),
 )
 

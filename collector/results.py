@@ -27,14 +27,20 @@ TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 
 @dataclass(frozen=True, kw_only=True)
 class FailedAttempt:
-    """One attempt of a request that got no response: why, and when it ended."""
+    """One attempt of a request that was tried again, or failed: why, and when it ended.
 
-    error_kind: ErrorKind
+    ``error_kind`` for an attempt that got no response; ``status`` for one whose
+    status the job retries (``retry_statuses``).
+    """
+
+    error_kind: ErrorKind | None
     error: str
     at: datetime
+    status: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error_kind": self.error_kind, "error": self.error, "at": self.at.isoformat()}
+        return {"error_kind": self.error_kind, "status": self.status, "error": self.error,
+                "at": self.at.isoformat()}
 
 
 @dataclass(frozen=True, kw_only=True)

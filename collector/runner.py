@@ -192,9 +192,14 @@ def _open_pool(spec: BatchSpec, meter: Meter) -> HTTPConnectionPool:
 
 
 def _retry(spec: BatchSpec, attempts: AttemptLog) -> AttemptRetry:
-    # Statuses are data: never retried, never raised, redirects returned as they are.
+    # Statuses are data, retried only when the job lists them (retry_statuses), never
+    # raised; redirects returned as they are. Retry-After is honoured for the listed
+    # statuses up to retry_after_max, and never past the total timeout.
+    cap = min(spec.retry_after_max, spec.timeout.total or spec.retry_after_max)
     retry = AttemptRetry(total=spec.retries, redirect=False, raise_on_status=False,
-                         respect_retry_after_header=False, backoff_factor=0.2, backoff_max=5)
+                         status_forcelist=spec.retry_statuses or None,
+                         respect_retry_after_header=bool(spec.retry_statuses),
+                         retry_after_max=max(0, int(cap)), backoff_factor=0.2, backoff_max=5)
     retry.log = attempts
     return retry
 
@@ -262,7 +267,8 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
     failed = tuple(attempts.failed)
     if error is not None and status is not None:
         # The body failed after a response arrived: that attempt failed too.
-        failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC)),)
+        failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC),
+                                 status=status),)
     tries = len(attempts.failed) + (status is not None)
     reused, connect_ms = meter.request_counts()
     touched = meter.on_connection_at()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 METHODS = ("GET", "HEAD", "POST")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_RETRY_AFTER_MAX = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +50,8 @@ class BatchSpec:
     retries: int = 0
     max_body: int = DEFAULT_MAX_BODY
     ca_file: str | None = None
+    retry_statuses: tuple[int, ...] = ()  # statuses tried again, like 503
+    retry_after_max: float = DEFAULT_RETRY_AFTER_MAX  # the longest Retry-After honoured
     basic_auth: tuple[str, str] | None = None  # (username, password reference)
     redact: tuple[str, ...] = ()  # field names whose values are stored as REDACTED
 

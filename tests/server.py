@@ -14,6 +14,8 @@ Endpoints (any method):
 - ``/slow-body/S``    headers at once, then the body after S seconds
 - ``/evil-type``      a Content-Type with a NUL and a terminal escape code in it
 - ``/trickle/N/S``    promises N bytes, sends one every S seconds
+- ``/unavailable/KEY/N``  503 for the first N times KEY is asked for, then 200
+- ``/busy``           429 with ``Retry-After: 3600``
 - ``/flaky/KEY``      hangs up without a reply the first time KEY is asked for,
                       answers 200 after that
 
@@ -114,6 +116,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"x")
                 self.wfile.flush()
                 time.sleep(pause)
+        elif head == "unavailable":
+            with self.server.lock:
+                self.server.unavailable[arg] = seen = self.server.unavailable.get(arg, 0) + 1
+            if seen <= int(path[2]):
+                self._answer(503, b"try again", extra={"Retry-After": "0"})
+            else:
+                self._answer(200, b"at last")
+        elif head == "busy":
+            self._answer(429, b"slow down", extra={"Retry-After": "3600"})
         elif head == "flaky":
             with self.server.lock:
                 first = arg not in self.server.flaky_seen
@@ -133,13 +144,15 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(404, b"not found")
 
     def _answer(self, status: int, body: bytes, content_type: str = "text/plain",
-                chunked: bool = False) -> None:
+                chunked: bool = False, extra: dict[str, str] | None = None) -> None:
         self.responses_on_connection += 1
         every = self.server.close_every
         close = self.server.connection_close or bool(
             every and self.responses_on_connection % every == 0)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
         else:
@@ -176,6 +189,7 @@ class LocalServer(ThreadingHTTPServer):
         self.peak_in_flight = 0
         self.seen: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.flaky_seen: set[str] = set()
+        self.unavailable: dict[str, int] = {}
         # Called before each answer, for what the world does while a request is in flight.
         self.before_answer: Callable[[], object] | None = None
         self.tls = tls

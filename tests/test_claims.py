@@ -165,3 +165,19 @@ def test_a_value_postgresql_refuses_is_rejected_not_unavailable(
         assert store.info().row_counts["batches"] == 0
         with store.engine.connect() as conn:
             assert conn.execute(select(requests)).all() == []
+
+
+def test_every_attempt_is_kept_in_sql(db_url: str, server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/unavailable/k/2"), retries=2,
+                                 retry_statuses=(503,)))
+    with open_store(db_url) as store:
+        batch_id = store.save_batch(result, job_name="retry")
+        assert batch_id is not None
+        loaded = store.load_batch(batch_id)
+        with store.engine.connect() as conn:
+            row = conn.execute(select(requests.c.attempts, requests.c.status,
+                                      requests.c.failed_attempts)).one()
+    assert loaded.result is not None
+    assert loaded.result.requests[0].failed_attempts == result.requests[0].failed_attempts
+    assert (row.attempts, row.status) == (3, 200)  # the third try, after two 503s
+    assert [(a["status"], a["error_kind"]) for a in row.failed_attempts] == [(503, None)] * 2

@@ -352,3 +352,24 @@ def test_waiting_for_the_pool_is_not_charged_to_the_request(server: LocalServer)
         assert request.elapsed_ms < 900
     queued = sorted(r.queued_ms or 0 for r in result.requests)
     assert queued[0] < 100 and queued[-1] > 1500
+
+
+def test_listed_statuses_are_retried_and_every_attempt_kept(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/unavailable/a/2"), retries=3,
+                                 retry_statuses=(502, 503, 504)))
+    (request,) = result.requests
+    assert (request.status, request.error_kind, request.attempts) == (200, None, 3)
+    assert [(a.status, a.error_kind) for a in request.failed_attempts] == [(503, None)] * 2
+    assert all(a.error.startswith("status 503") for a in request.failed_attempts)
+    unlisted = run_batch(BatchSpec(url=server.url("/unavailable/b/2"), retries=3))
+    assert (unlisted.requests[0].status, unlisted.requests[0].attempts) == (503, 1)
+
+
+def test_retry_after_is_capped(server: LocalServer) -> None:
+    started = time.monotonic()
+    result = run_batch(BatchSpec(url=server.url("/busy"), retries=1, retry_statuses=(429,),
+                                 retry_after_max=1))
+    took = time.monotonic() - started
+    (request,) = result.requests
+    assert (request.status, request.attempts) == (429, 2)  # the last answer is data
+    assert 0.9 < took < 3  # Retry-After: 3600 waited 1 s, the cap

@@ -103,12 +103,12 @@ def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID", min=1, max=
         return
     document = {"batch_id": batch.id, "job_name": batch.job_name, "trigger": batch.trigger,
                 **result.to_dict(), "status": batch.status}
-    for row in document["requests"]:
-        del row["failed_attempts"]  # not stored (yet): only the columns
     if fmt == Format.json:
         typer.echo(json.dumps(document, indent=2))
     else:
-        typer.echo(records(document["requests"], "csv"))
+        rows = [{**row, "failed_attempts": json.dumps(row["failed_attempts"])}
+                for row in document["requests"]]
+        typer.echo(records(rows, "csv"))
 
 
 def prune(

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Insert, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from collector.models import batches, requests
-from collector.results import BatchResult, BatchStatus, RequestResult, Trigger
+from collector.results import BatchResult, BatchStatus, FailedAttempt, RequestResult, Trigger
 from collector.spec import BatchSpec
 
 
@@ -138,13 +138,15 @@ def _insert_requests(conn: Connection, batch_id: int,
         "elapsed_ms": r.elapsed_ms, "connect_ms": r.connect_ms, "ttfb_ms": r.ttfb_ms,
         "queued_ms": r.queued_ms, "reused": r.reused, "attempts": r.attempts,
         "error_kind": r.error_kind, "error": storable(r.error, ERROR_MAX),
+        "failed_attempts": [{**a.to_dict(), "error": storable(a.error, ERROR_MAX)}
+                            for a in r.failed_attempts] or None,
     } for r in rows])
 
 
 _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
                     "content_type", "body_length", "content_length", "body_sha256",
                     "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
-                    "error_kind", "error")
+                    "error_kind", "error", "failed_attempts")
 
 
 def load(conn: Connection, batch_id: int) -> StoredBatch | None:
@@ -163,12 +165,19 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
             finished_at=row.finished_at or row.started_at,
             num_connections=row.num_connections, num_requests=row.num_requests,
             tcp_connections=row.tcp_connections,
-            requests=tuple(RequestResult(**r._asdict()) for r in rows),
+            requests=tuple(_request(r._asdict()) for r in rows),
         )
     return StoredBatch(id=row.id, job_name=row.job_name, trigger=row.trigger,
                        scheduled_for=row.scheduled_for, started_at=row.started_at,
                        finished_at=row.finished_at, status=row.status, worker=row.worker,
                        result=result)
+
+
+def _request(row: dict[str, Any]) -> RequestResult:
+    attempts = row.pop("failed_attempts") or []
+    return RequestResult(**row, failed_attempts=tuple(
+        FailedAttempt(error_kind=a["error_kind"], status=a.get("status"), error=a["error"],
+                      at=datetime.fromisoformat(a["at"])) for a in attempts))
 
 
 def prune(conn: Connection, before: datetime, *, dry_run: bool) -> tuple[int, int]:
