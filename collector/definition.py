@@ -41,8 +41,11 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
         "pool_size": batch.pool_size, "concurrency": batch.concurrency, "timeout": timeout,
         "retries": batch.retries, "max_body": batch.max_body,
     }
-    if batch.ca_file is not None:
-        definition["ca_file"] = batch.ca_file
+    for key in ("ca_file", "client_cert", "client_key"):
+        if getattr(batch, key) is not None:
+            definition[key] = getattr(batch, key)
+    if not batch.verify:
+        definition["verify"] = False
     if batch.basic_auth is not None:
         definition["basic_auth"] = {"username": batch.basic_auth[0],
                                     "password": batch.basic_auth[1]}

@@ -175,16 +175,22 @@ def _max_body(value: object) -> int:
         raise KeyProblem("max_body", str(exc)) from None
 
 
-def _ca_file(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise KeyProblem("ca_file", f"{show(value)} is not a file name")
+def _file(key: str, *, local: bool) -> Callable[[object], str]:
+    """A file name; with ``local``, a file that exists on this machine."""
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not value:
+            raise KeyProblem(key, f"{show(value)} is not a file name")
+        if local and not Path(value).is_file():
+            raise KeyProblem(key, f"{show(value)} is not a readable file")
+        return value
+
+    return check
+
+
+def _verify(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise KeyProblem("verify", f"{show(value)} is not true or false")
     return value
-
-
-def _local_ca_file(value: object) -> str:
-    if not Path(_ca_file(value)).is_file():
-        raise KeyProblem("ca_file", f"{show(value)} is not a readable file")
-    return str(value)
 
 
 def _basic_auth(value: object) -> tuple[str, str]:
@@ -252,13 +258,17 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "timeout": _timeout,
     "retries": _whole("retries", 0, 100),
     "max_body": _max_body,
-    "ca_file": _ca_file,
+    "ca_file": _file("ca_file", local=False),
+    "client_cert": _file("client_cert", local=False),
+    "client_key": _file("client_key", local=False),
+    "verify": _verify,
     "basic_auth": _basic_auth,
     "redact": _redact,
     "retry_statuses": _retry_statuses,
     "retry_after_max": _duration("retry_after_max", maximum=3600.0),
 }
-_LOCAL_CHECKS = {**_BATCH_CHECKS, "ca_file": _local_ca_file}
+_LOCAL_CHECKS = {**_BATCH_CHECKS, **{key: _file(key, local=True)
+                                     for key in ("ca_file", "client_cert", "client_key")}}
 _SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {
     "every": _duration("every", maximum=366 * DAY),
     "timezone": _timezone,
@@ -305,6 +315,8 @@ def job_from_table(name: str, table: Mapping[str, Any], *, source: str,
                 schedule["cron"] = _cron(table["cron"], schedule.get("timezone", "UTC"))
             except KeyProblem as exc:
                 problems.append(exc)
+    if "client_key" in table and "client_cert" not in table:
+        problems.append(KeyProblem("client_key", "needs client_cert"))
     if problems:
         return None, problems
     return JobSpec(name=name, batch=BatchSpec(**batch), source=source, **schedule), []

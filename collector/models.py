@@ -101,6 +101,8 @@ batches = Table(
     Column("requests_succeeded", Integer),
     Column("requests_failed", Integer),
     Column("worker", String(255), nullable=False, comment="host:pid that ran the batch"),
+    Column("tls_verified", Boolean,
+           comment="https: whether certificates were checked (false: the job said verify = false)"),
     Column("batch_key", String(36),
            comment="unique per batch run: a batch replayed from the spool is stored once"),
     # One row per fire of a schedule, whichever daemon claims it; NULLs

@@ -114,6 +114,7 @@ class BatchResult:
     tcp_connections: int
     requests: tuple[RequestResult, ...]
     interrupted: bool = False  # stopped before every query was sent: these are the ones sent
+    tls_verified: bool | None = None  # https: whether certificates were checked
 
     @property
     def requests_succeeded(self) -> int:
@@ -146,6 +147,7 @@ class BatchResult:
             "num_connections": self.num_connections,
             "num_requests": self.num_requests,
             "tcp_connections": self.tcp_connections,
+            "tls_verified": self.tls_verified,
             "requests_succeeded": self.requests_succeeded,
             "requests_failed": self.requests_failed,
             "requests": [r.to_dict() for r in self.requests],

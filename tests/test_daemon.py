@@ -273,3 +273,23 @@ def test_after_downtime_the_last_missed_fire_runs_once(sqlite_url: str, server: 
     assert row["scheduled_for"].isoformat() == line["batch"]["scheduled_for"]
     assert timedelta(seconds=0) < row["started_at"] - row["scheduled_for"] < timedelta(seconds=4)
     assert (row["scheduled_for"] - max(before)) >= timedelta(seconds=8)
+
+
+def test_a_daemon_running_a_faulty_job_keeps_running(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.faults import FaultServer
+
+    with FaultServer() as faults:
+        jobs_toml = tmp_path / "jobs.toml"
+        jobs_toml.write_text(
+            f'[jobs.faulty]\nurl = "{faults.url("/x")}"\nevery = "1s"\ntimeout = "500ms"\n'
+            'queries = [ { f = "reset-in-headers" }, { f = "bad-chunk" }, '
+            '{ f = "reset-in-body" }, { f = "long-line" }, { f = "ok" } ]\n')
+        daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml)).started()
+        try:
+            wait_until(lambda: len(daemon.batches()) >= 3, message="the daemon stopped firing")
+        finally:
+            assert daemon.stop() == 0
+    rows = stored_batches(sqlite_url)
+    assert len(rows) >= 3 and {r["status"] for r in rows} == {"partial"}
+    assert all((r["requests_succeeded"], r["requests_failed"]) == (1, 4) for r in rows)
+    assert not any(line["level"] == "error" for line in daemon.lines)

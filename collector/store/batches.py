@@ -103,7 +103,7 @@ def _counters(result: BatchResult) -> dict[str, Any]:
             "num_connections": result.num_connections, "num_requests": result.num_requests,
             "tcp_connections": result.tcp_connections,
             "requests_succeeded": result.requests_succeeded,
-            "requests_failed": result.requests_failed}
+            "requests_failed": result.requests_failed, "tls_verified": result.tls_verified}
 
 
 # Control characters (C0 and DEL): PostgreSQL cannot store NUL, and the others have
@@ -164,7 +164,7 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
             concurrency=row.concurrency, started_at=row.started_at,
             finished_at=row.finished_at or row.started_at,
             num_connections=row.num_connections, num_requests=row.num_requests,
-            tcp_connections=row.tcp_connections,
+            tcp_connections=row.tcp_connections, tls_verified=row.tls_verified,
             requests=tuple(_request(r._asdict()) for r in rows),
         )
     return StoredBatch(id=row.id, job_name=row.job_name, trigger=row.trigger,
