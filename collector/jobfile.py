@@ -442,8 +442,9 @@ def load_job_paths(paths: Sequence[str | Path]) -> JobSet:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.toml") if p.is_file())
-            if not found:
+            found, unreadable = _toml_files(path)
+            errors += unreadable
+            if not found and not unreadable:
                 errors.append(JobFileError(str(path), "has no *.toml job files"))
             files += found
         else:
@@ -461,6 +462,26 @@ def load_job_paths(paths: Sequence[str | Path]) -> JobSet:
             seen[job.name] = file
             jobs.append(job)
     return JobSet(jobs=jobs, errors=errors, files=list(dict.fromkeys(files)))
+
+
+def _toml_files(folder: Path) -> tuple[list[Path], list[JobFileError]]:
+    """The ``*.toml`` files below ``folder``, and an error per folder that could not be read.
+
+    A folder that cannot be read is a mistake, never "no jobs there": ``jobs
+    apply --prune`` would otherwise remove the jobs that came from it.
+    """
+    import os
+
+    errors: list[JobFileError] = []
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(JobFileError(str(exc.filename or folder),
+                                   f"cannot be read ({exc.strerror or exc})"))
+
+    found = [Path(top) / name
+             for top, _dirs, names in os.walk(folder, onerror=unreadable)
+             for name in names if name.endswith(".toml")]
+    return sorted(p for p in found if p.is_file()), errors
 
 
 def select_job(path: str, jobs: list[JobSpec], name: str | None) -> JobSpec:

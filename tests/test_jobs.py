@@ -293,3 +293,28 @@ def test_jobs_add_takes_every_duration_form(sqlite_url: str, given: str) -> None
     assert definition["every"] == definition["jitter"] == "5s"
     assert definition["timeout"] == {"connect": "5s", "read": "5s", "total": "5s"}
     assert definition["max_body"] == 1024
+
+
+def test_a_folder_that_cannot_be_read_is_an_error_and_prunes_nothing(
+        job_dir: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests run as root, for whom every folder is readable: the one thing made up
+    # here is the operating system's "permission denied" for one sub-folder.
+    team = job_dir / "team"
+    team.mkdir()
+    (team / "team.toml").write_text('[jobs.team]\nurl = "http://127.0.0.1:1/"\nevery = "1h"\n')
+    assert invoke("jobs", "apply", str(job_dir), "--db", sqlite_url)[0] == 0
+    real_scandir = os.scandir
+
+    def scandir(path: object = ".") -> object:
+        if Path(str(path)) == team:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = invoke("jobs", "validate", str(job_dir))
+    assert code == 2 and "all valid" not in out
+    assert f"{team}: cannot be read (Permission denied)" in err
+    code, _, err = invoke("jobs", "apply", str(job_dir), "--prune", "--db", sqlite_url)
+    assert code == 2 and "cannot be read" in err
+    monkeypatch.undo()
+    assert "team" in job_rows(sqlite_url)  # not pruned

@@ -102,6 +102,19 @@ def test_planted_secrets_are_sent_and_found_nowhere_else(
     with open_store(db_url) as store, store.connect() as conn:
         stored = " ".join(f"{r.url} {r.query}" for r in conn.execute(select(requests)))
     assert "${QUERY_SECRET}" in stored and found_in(stored, literal=True) == []
+
+    # A batch that waits in the spool holds no value either.
+    from collector.collect import collect
+    from collector.jobfile import load_job_file
+    from collector.spool import Spool
+    from tests.conftest import database_outage
+
+    (job,) = load_job_file(jobs)
+    spool = Spool(tmp_path / "spool")
+    with open_store(db_url, busy_timeout=0.2) as store, database_outage(db_url):
+        outcome = collect(job.name, job.batch, store=store, spool=spool)
+    assert outcome.spooled is not None
+    assert found_in(outcome.spooled.read_bytes(), literal=True) == []
     if db_url.startswith("sqlite"):
         database = Path(make_url(db_url).database or "")
         for suffix in ("", "-wal", "-shm"):
