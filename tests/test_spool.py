@@ -152,3 +152,31 @@ def test_a_daemon_spools_through_an_outage_and_stores_every_fire_once(
     with open_store(postgres_url) as store, store.connect() as conn:
         assert conn.execute(select(batches.c.status).where(
             batches.c.status != "ok")).all() == []
+
+
+def test_a_daemon_goes_on_firing_through_a_frozen_database(
+        postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
+    invoke("db", "upgrade", "--db", postgres_url)
+    url = make_url(postgres_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
+    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s").started()
+    try:
+        daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
+        proxy.freeze()  # the connections stay open; nothing answers
+        daemon.wait_for(lambda line: "spooled" in line["message"], timeout=15)
+        time.sleep(4)
+        proxy.thaw()
+        daemon.wait_for(lambda line: line["message"].startswith("spool: "), timeout=30)
+        time.sleep(2)
+    finally:
+        assert daemon.stop() == 0
+        proxy.close()
+    rows = stored_batches(postgres_url)
+    fires = sorted(r["scheduled_for"] for r in rows)
+    assert len(fires) == len(set(fires))  # none twice
+    seconds = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
+    assert seconds and max(seconds) == 1.0, fires  # none missing, through the freeze
+    assert not any(r["status"] == "running" for r in rows)

@@ -46,6 +46,9 @@ def run(
     heartbeat_timeout: Annotated[str, typer.Option(
         metavar="DURATION", help="A daemon silent this long is taken for dead and its running "
                                  "batches are marked abandoned.")] = "30s",
+    db_timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="How long a database call may take before the database is "
+                                 "taken for away: batches are then spooled.")] = "5s",
     metrics_port: Annotated[int | None, typer.Option(
         min=0, max=65535, metavar="PORT",
         help="Serve Prometheus metrics on this port (0: any free port).")] = None,
@@ -77,8 +80,9 @@ def run(
     from collector.cli.options import database_url
     from collector.store import open_store
 
-    # A daemon waits on its database for 10 s at most, then spools and goes on.
-    with open_store(database_url(db), operation_timeout=10.0) as store:
+    # A daemon waits on its database for --db-timeout at most, then spools and goes on.
+    with open_store(database_url(db),
+                    operation_timeout=_seconds("--db-timeout", db_timeout)) as store:
         try:
             run_daemon(store, config, notifier=Notifier())
         except JobFilesInvalid as exc:

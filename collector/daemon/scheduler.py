@@ -60,7 +60,10 @@ class Daemon:
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(config.workers),
                        "tick": ThreadPoolExecutor(1)},
-            job_defaults={"coalesce": True, "max_instances": 1},
+            # Overlapping fires of a job are not dropped here: the cluster-wide check
+            # (a batch of the job still running) skips and counts them, and while the
+            # database is away they run and are spooled.
+            job_defaults={"coalesce": True, "max_instances": config.workers},
             timezone=UTC,
         )
         self.spool = Spool(config.spool_folder)

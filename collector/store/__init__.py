@@ -305,8 +305,11 @@ class Store:
 
     def job_is_running(self, job_name: str) -> bool:
         """Whether a batch of this job is ``running`` anywhere in the cluster."""
-        with self.connect() as conn:
-            return _workers.job_is_running(conn, job_name)
+        def read() -> bool:
+            with self.connect() as conn:
+                return _workers.job_is_running(conn, job_name)
+
+        return self._bounded("job_is_running", read)
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -317,8 +320,11 @@ class Store:
             return _workers.register(conn, worker)
 
     def heartbeat(self, worker: str) -> None:
-        with self.connect(write=True) as conn:
-            _workers.heartbeat(conn, worker)
+        def beat() -> None:
+            with self.connect(write=True) as conn:
+                _workers.heartbeat(conn, worker)
+
+        self._bounded("heartbeat", beat)
 
     def worker_stopped(self, worker: str) -> None:
         with self.connect(write=True) as conn:
@@ -327,15 +333,21 @@ class Store:
     def abandon_stale(self, timeout: timedelta) -> int:
         """Mark ``abandoned`` the running batches of workers whose heartbeat is older than
         ``timeout`` (or that stopped, or never registered); returns how many."""
-        with self.connect(write=True) as conn:
-            return _workers.abandon_stale(conn, timeout)
+        def sweep() -> int:
+            with self.connect(write=True) as conn:
+                return _workers.abandon_stale(conn, timeout)
+
+        return self._bounded("abandon_stale", sweep)
 
     # -- jobs ---------------------------------------------------------------------------------
 
     def jobs_marker(self) -> tuple[tuple[str, datetime], ...]:
         """Each job's name and last change: cheap to read, different after any change."""
-        with self.connect() as conn:
-            return _jobs.marker(conn)
+        def read() -> tuple[tuple[str, datetime], ...]:
+            with self.connect() as conn:
+                return _jobs.marker(conn)
+
+        return self._bounded("jobs_marker", read)
 
     def jobs(self) -> StoredJobs:
         """Every stored job by name; a row that is not a valid job is in ``broken``."""
