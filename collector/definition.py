@@ -46,6 +46,8 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
             definition[key] = getattr(batch, key)
     if not batch.verify:
         definition["verify"] = False
+    if batch.follow_redirects:
+        definition["follow_redirects"] = True
     if batch.basic_auth is not None:
         definition["basic_auth"] = {"username": batch.basic_auth[0],
                                     "password": batch.basic_auth[1]}

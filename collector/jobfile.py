@@ -187,10 +187,13 @@ def _file(key: str, *, local: bool) -> Callable[[object], str]:
     return check
 
 
-def _verify(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise KeyProblem("verify", f"{show(value)} is not true or false")
-    return value
+def _flag(key: str) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise KeyProblem(key, f"{show(value)} is not true or false")
+        return value
+
+    return check
 
 
 def _basic_auth(value: object) -> tuple[str, str]:
@@ -261,7 +264,8 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "ca_file": _file("ca_file", local=False),
     "client_cert": _file("client_cert", local=False),
     "client_key": _file("client_key", local=False),
-    "verify": _verify,
+    "verify": _flag("verify"),
+    "follow_redirects": _flag("follow_redirects"),
     "basic_auth": _basic_auth,
     "redact": _redact,
     "retry_statuses": _retry_statuses,

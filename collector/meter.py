@@ -129,6 +129,10 @@ class AttemptLog:
         kind, message = self._classify(error)
         self.failed.append(FailedAttempt(error_kind=kind, error=message, at=datetime.now(UTC)))
 
+    def record_redirect(self, status: int, location: str) -> None:
+        self.failed.append(FailedAttempt(error_kind=None, status=status, at=datetime.now(UTC),
+                                         error=f"redirected to {location}"))
+
     def record_status(self, status: int, reason: str | None) -> None:
         self.failed.append(FailedAttempt(error_kind=None, status=status, at=datetime.now(UTC),
                                          error=f"status {status} {reason or ''}".strip()))

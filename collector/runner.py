@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
@@ -261,6 +261,8 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
         response = pool.urlopen(spec.method, path, body=body, headers=headers,
                                 retries=_retry(spec, attempts), redirect=False,
                                 preload_content=False, decode_content=False)
+        if spec.follow_redirects:
+            response = _follow(pool, spec, target, path, body, headers, response, attempts)
     except Exception as exc:  # one failing request never stops the batch
         error = classify(exc)
         sent = meter.on_connection_at() or start
@@ -294,6 +296,41 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
         error=error[1] if error else None, failed_attempts=failed,
         queued_ms=None if touched is None else round((touched - start) * 1000, 3),
     )
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+
+def _follow(pool: HTTPConnectionPool, spec: BatchSpec, target: _Target, path: str,
+            body: bytes | None, headers: dict[str, str], response: BaseHTTPResponse,
+            attempts: AttemptLog) -> BaseHTTPResponse:
+    """Follow redirects to the same origin through the batch's pool, each hop recorded.
+
+    A redirect to another origin, or past MAX_REDIRECTS, is the answer as it is.
+    303 (and 301/302 after a POST) continue with GET, as browsers do.
+    """
+    method = spec.method
+    for _ in range(MAX_REDIRECTS):
+        location = response.headers.get("Location")
+        if response.status not in _REDIRECTS or not location:
+            return response
+        following = urljoin(target.origin + path, location)
+        parts = urlsplit(following)
+        if f"{parts.scheme}://{parts.netloc}" != target.origin:
+            return response  # another origin: recorded, not followed
+        attempts.record_redirect(response.status, following)
+        response.drain_conn()
+        response.release_conn()
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method, body = "GET", None
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        response = pool.urlopen(method, path, body=body, headers=headers,
+                                retries=_retry(spec, attempts), redirect=False,
+                                preload_content=False, decode_content=False)
+    return response
 
 
 def _read_body(response: BaseHTTPResponse, spec: BatchSpec,

@@ -53,6 +53,7 @@ class BatchSpec:
     client_cert: str | None = None  # PEM certificate (and key, unless client_key) to present
     client_key: str | None = None
     verify: bool = True  # false: TLS certificates not checked (warned on every batch)
+    follow_redirects: bool = False  # same origin only, each hop kept in failed_attempts
     retry_statuses: tuple[int, ...] = ()  # statuses tried again, like 503
     retry_after_max: float = DEFAULT_RETRY_AFTER_MAX  # the longest Retry-After honoured
     basic_auth: tuple[str, str] | None = None  # (username, password reference)

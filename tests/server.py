@@ -15,6 +15,8 @@ Endpoints (any method):
 - ``/evil-type``      a Content-Type with a NUL and a terminal escape code in it
 - ``/trickle/N/S``    promises N bytes, sends one every S seconds
 - ``/unavailable/KEY/N``  503 for the first N times KEY is asked for, then 200
+- ``/hops/N``         302 to ``/hops/N-1`` .. ``/hops/0``, which answers 200
+- ``/elsewhere``      302 to another host
 - ``/busy``           429 with ``Retry-After: 3600``
 - ``/flaky/KEY``      hangs up without a reply the first time KEY is asked for,
                       answers 200 after that
@@ -123,6 +125,14 @@ class Handler(BaseHTTPRequestHandler):
                 self._answer(503, b"try again", extra={"Retry-After": "0"})
             else:
                 self._answer(200, b"at last")
+        elif head == "hops":
+            left = int(arg)
+            if left:
+                self._answer(302, b"", extra={"Location": f"/hops/{left - 1}?from={left}"})
+            else:
+                self._answer(200, b"arrived")
+        elif head == "elsewhere":
+            self._answer(302, b"", extra={"Location": "http://another.invalid/x"})
         elif head == "busy":
             self._answer(429, b"slow down", extra={"Retry-After": "3600"})
         elif head == "flaky":

@@ -373,3 +373,30 @@ def test_retry_after_is_capped(server: LocalServer) -> None:
     (request,) = result.requests
     assert (request.status, request.attempts) == (429, 2)  # the last answer is data
     assert 0.9 < took < 3  # Retry-After: 3600 waited 1 s, the cap
+
+
+def test_redirects_are_followed_on_the_same_origin_when_asked(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/hops/3"), follow_redirects=True,
+                                 queries=({"q": "a"},)))
+    (request,) = result.requests
+    assert (request.status, request.error_kind, request.attempts) == (200, None, 4)
+    assert [(a.status, a.error) for a in request.failed_attempts] == [
+        (302, f"redirected to {server.url('/hops/2?from=3')}"),
+        (302, f"redirected to {server.url('/hops/1?from=2')}"),
+        (302, f"redirected to {server.url('/hops/0?from=1')}")]
+    assert request.url.endswith("/hops/3?q=a")  # the request as it was made
+    assert result.tcp_connections == 1  # every hop through the batch's one pool
+    not_asked = run_batch(BatchSpec(url=server.url("/hops/3")))
+    assert not_asked.requests[0].status == 302
+
+
+def test_a_redirect_to_another_host_is_not_followed(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/elsewhere"), follow_redirects=True))
+    (request,) = result.requests
+    assert (request.status, request.failed_attempts) == (302, ())
+
+
+def test_endless_redirects_stop(server: LocalServer) -> None:
+    result = run_batch(BatchSpec(url=server.url("/hops/50"), follow_redirects=True))
+    (request,) = result.requests
+    assert request.status == 302 and len(request.failed_attempts) == 5
