@@ -46,6 +46,8 @@ def test_a_fault_is_one_row_and_the_batch_goes_on(faults: FaultServer, path: str
     assert [(r.status, r.error_kind) for r in rest] == [(200, None), (200, None)]
     assert result.tcp_connections == faults.accepted  # every TCP connection counted
     assert result.num_requests == 3 and result.status == "partial"
+    if path == "/reset-in-body":
+        assert first.status == 200 and first.body_length == 100  # the bytes that arrived
 
 
 def test_a_gzip_bomb_is_counted_as_delivered(faults: FaultServer) -> None:
