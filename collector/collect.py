@@ -93,9 +93,11 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
         unclaimed = DatabaseUnavailable(store.url if store else "-", "known to be away")
     elif store is not None and scheduled_for is not None:
         try:
-            if store.job_is_running(job_name):
+            won = store.claim_exclusive(job_name, batch, scheduled_for=scheduled_for,
+                                        worker=worker)
+            if won == "busy":
                 return Outcome(job_name=job_name, skipped="previous_running")
-            claimed = store.claim(job_name, batch, scheduled_for=scheduled_for, worker=worker)
+            claimed = won
         except DatabaseUnavailable as exc:
             if spool is None:
                 raise

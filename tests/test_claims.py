@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -181,3 +181,26 @@ def test_every_attempt_is_kept_in_sql(db_url: str, server: LocalServer) -> None:
     assert loaded.result.requests[0].failed_attempts == result.requests[0].failed_attempts
     assert (row.attempts, row.status) == (3, 200)  # the third try, after two 503s
     assert [(a["status"], a["error_kind"]) for a in row.failed_attempts] == [(503, None)] * 2
+
+
+def test_two_fires_of_one_job_never_run_at_once(db_url: str, spec: BatchSpec) -> None:
+    # Six different fires of one job claimed at the same moment: one runs, the others
+    # find it running ("busy") - checked and claimed in one transaction.
+    stores = [open_store(db_url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[object] = [None] * len(stores)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        outcomes[i] = stores[i].claim_exclusive(
+            "search", spec, scheduled_for=FIRE + timedelta(seconds=i), worker=f"w:{i}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in stores:
+        opened.close()
+    assert sum(isinstance(o, int) for o in outcomes) == 1
+    assert outcomes.count("busy") == 5

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -248,10 +248,23 @@ class Store:
         Returns the batch id, or None when another worker claimed this
         (job, scheduled time) first: the fire is run elsewhere, not an error.
         """
-        def claim() -> int | None:
+        claimed = self._claim(job_name, spec, scheduled_for, worker, exclusive=False)
+        assert claimed != "busy"
+        return claimed
+
+    def claim_exclusive(self, job_name: str, spec: BatchSpec, *, scheduled_for: datetime,
+                        worker: str | None = None) -> int | None | Literal["busy"]:
+        """Like :meth:`claim`, and ``"busy"`` while a batch of the job runs anywhere:
+        no job runs two batches at once in the cluster."""
+        return self._claim(job_name, spec, scheduled_for, worker, exclusive=True)
+
+    def _claim(self, job_name: str, spec: BatchSpec, scheduled_for: datetime,
+               worker: str | None, *, exclusive: bool) -> int | None | Literal["busy"]:
+        def claim() -> int | None | Literal["busy"]:
             with self.connect(write=True) as conn:
                 return _batches.claim(conn, job_name=job_name, spec=spec,
-                                      scheduled_for=scheduled_for, worker=worker or worker_id())
+                                      scheduled_for=scheduled_for, worker=worker or worker_id(),
+                                      exclusive=exclusive)
 
         return self._bounded("claim", claim)
 
@@ -302,14 +315,6 @@ class Store:
         """Delete batches started before ``before`` and their requests; returns both counts."""
         with self.connect(write=not dry_run) as conn:
             return _batches.prune(conn, before, dry_run=dry_run)
-
-    def job_is_running(self, job_name: str) -> bool:
-        """Whether a batch of this job is ``running`` anywhere in the cluster."""
-        def read() -> bool:
-            with self.connect() as conn:
-                return _workers.job_is_running(conn, job_name)
-
-        return self._bounded("job_is_running", read)
 
     # -- workers ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Insert, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,8 +45,20 @@ def _insert_batch(conn: Connection) -> Insert:
 
 
 def claim(conn: Connection, *, job_name: str, spec: BatchSpec, scheduled_for: datetime,
-          worker: str) -> int | None:
-    """Insert the fire's batch as ``running``; its id, or None when another worker has it."""
+          worker: str, exclusive: bool = False) -> int | None | Literal["busy"]:
+    """Insert the fire's batch as ``running``; its id, or None when another worker has it.
+
+    With ``exclusive``, ``"busy"`` (and nothing inserted) while a batch of the job is
+    running anywhere: checked and inserted in one transaction, which on PostgreSQL
+    first takes a lock on the job's name, so two fires cannot both pass the check.
+    """
+    if exclusive:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(job_name))))
+        running = conn.execute(select(batches.c.id).where(
+            batches.c.job_name == job_name, batches.c.status == "running").limit(1)).first()
+        if running is not None:
+            return "busy"
     row = {"job_name": job_name, "trigger": "schedule", "scheduled_for": scheduled_for,
            "started_at": datetime.now(UTC), "status": "running", "url": spec.url,
            "method": spec.method, "pool_size": spec.pool_size,

@@ -12,7 +12,7 @@ import os
 import socket
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, exists, select, update
+from sqlalchemy import ColumnElement, Connection, delete, select, update
 
 from collector import __version__
 from collector.models import batches, workers
@@ -55,10 +55,3 @@ def _abandon(conn: Connection, condition: ColumnElement[bool], now: datetime) ->
                         .where(batches.c.status == "running", condition)
                         .values(status="abandoned", finished_at=now))
     return done.rowcount
-
-
-def job_is_running(conn: Connection, job_name: str) -> bool:
-    """Whether a batch of this job is running anywhere in the cluster."""
-    running = exists().where(and_(batches.c.job_name == job_name, batches.c.status == "running"))
-    return bool(conn.execute(select(running)).scalar())
-
