@@ -7,7 +7,7 @@ value is DataRejected, and anything else is a bug that is not translated.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,22 +64,29 @@ def test_the_second_claim_of_a_fire_loses(store: Store, spec: BatchSpec) -> None
     assert store.info().row_counts["batches"] == 2
 
 
-def test_workers_claiming_at_once_run_a_fire_once(db_url: str, spec: BatchSpec) -> None:
-    stores = [open_store(db_url) for _ in range(6)]
-    barrier = threading.Barrier(len(stores))
-    won: list[int | None] = [None] * len(stores)
+def at_once(db_url: str, claim: Callable[[Store, int], object], workers: int = 6) -> list[object]:
+    """``claim(store, i)`` from ``workers`` threads at the same moment, each with its own store."""
+    stores = [open_store(db_url) for _ in range(workers)]
+    barrier = threading.Barrier(workers)
+    outcomes: list[object] = [None] * workers
 
-    def claim(i: int) -> None:
+    def run(i: int) -> None:
         barrier.wait()
-        won[i] = stores[i].claim("search", spec, scheduled_for=FIRE, worker=f"w:{i}")
+        outcomes[i] = claim(stores[i], i)
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     for opened in stores:
         opened.close()
+    return outcomes
+
+
+def test_workers_claiming_at_once_run_a_fire_once(db_url: str, spec: BatchSpec) -> None:
+    won = at_once(db_url, lambda store, i: store.claim("search", spec, scheduled_for=FIRE,
+                                                        worker=f"w:{i}"))
     assert sum(batch_id is not None for batch_id in won) == 1
 
 
@@ -186,21 +193,7 @@ def test_every_attempt_is_kept_in_sql(db_url: str, server: LocalServer) -> None:
 def test_two_fires_of_one_job_never_run_at_once(db_url: str, spec: BatchSpec) -> None:
     # Six different fires of one job claimed at the same moment: one runs, the others
     # find it running ("busy") - checked and claimed in one transaction.
-    stores = [open_store(db_url) for _ in range(6)]
-    barrier = threading.Barrier(len(stores))
-    outcomes: list[object] = [None] * len(stores)
-
-    def claim(i: int) -> None:
-        barrier.wait()
-        outcomes[i] = stores[i].claim_exclusive(
-            "search", spec, scheduled_for=FIRE + timedelta(seconds=i), worker=f"w:{i}")
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for opened in stores:
-        opened.close()
+    outcomes = at_once(db_url, lambda store, i: store.claim_exclusive(
+        "search", spec, scheduled_for=FIRE + timedelta(seconds=i), worker=f"w:{i}"))
     assert sum(isinstance(o, int) for o in outcomes) == 1
     assert outcomes.count("busy") == 5

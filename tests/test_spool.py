@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -123,39 +124,10 @@ def test_run_once_spools_and_flush_stores(postgres_url: str, server: LocalServer
     assert len(stored_batches(postgres_url)) == 1
 
 
-def test_a_daemon_spools_through_an_outage_and_stores_every_fire_once(
-        postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
-    invoke("db", "upgrade", "--db", postgres_url)
-    url = make_url(postgres_url)
-    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
-    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    jobs = tmp_path / "jobs.toml"
-    jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
-    daemon = DaemonProcess(through, "--jobs", str(jobs)).started()
-    try:
-        daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
-        proxy.cut()
-        daemon.wait_for(lambda line: "spooled" in line["message"], timeout=15)
-        time.sleep(4)  # several fires while the database is away
-        proxy.restore()
-        daemon.wait_for(lambda line: line["message"].startswith("spool: "), timeout=20)
-        time.sleep(2)
-    finally:
-        assert daemon.stop() == 0
-        proxy.close()
-    rows = stored_batches(postgres_url)
-    fires = sorted(r["scheduled_for"] for r in rows)
-    assert len(fires) == len(set(fires))  # none twice
-    seconds = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
-    assert seconds and max(seconds) == 1.0  # none missing, through the outage
-    assert sum("spooled" in line["message"] for line in daemon.lines) >= 4
-    with open_store(postgres_url) as store, store.connect() as conn:
-        assert conn.execute(select(batches.c.status).where(
-            batches.c.status != "ok")).all() == []
-
-
-def test_a_daemon_goes_on_firing_through_a_frozen_database(
-        postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
+def run_through_an_outage(postgres_url: str, server: LocalServer, tmp_path: Path,
+                          outage: str) -> DaemonProcess:
+    """A daemon with a job every second, its database behind a proxy that is cut or
+    frozen for several fires and then restored; returns it stopped, its spool replayed."""
     invoke("db", "upgrade", "--db", postgres_url)
     url = make_url(postgres_url)
     proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
@@ -165,18 +137,28 @@ def test_a_daemon_goes_on_firing_through_a_frozen_database(
     daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s").started()
     try:
         daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
-        proxy.freeze()  # the connections stay open; nothing answers
+        proxy.cut() if outage == "cut" else proxy.freeze()  # frozen: open, nothing answers
         daemon.wait_for(lambda line: "spooled" in line["message"], timeout=15)
-        time.sleep(4)
-        proxy.thaw()
+        time.sleep(4)  # several fires while the database is away
+        proxy.restore()
         daemon.wait_for(lambda line: line["message"].startswith("spool: "), timeout=30)
         time.sleep(2)
     finally:
         assert daemon.stop() == 0
         proxy.close()
+    return daemon
+
+
+@pytest.mark.parametrize("outage", ["cut", "frozen"])
+def test_a_daemon_goes_on_through_an_outage_and_stores_every_fire_once(
+        outage: str, postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
+    daemon = run_through_an_outage(postgres_url, server, tmp_path, outage)
     rows = stored_batches(postgres_url)
     fires = sorted(r["scheduled_for"] for r in rows)
     assert len(fires) == len(set(fires))  # none twice
     seconds = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
-    assert seconds and max(seconds) == 1.0, fires  # none missing, through the freeze
-    assert not any(r["status"] == "running" for r in rows)
+    assert seconds and max(seconds) == 1.0, fires  # none missing, through the outage
+    assert sum("spooled" in line["message"] for line in daemon.lines) >= 4
+    with open_store(postgres_url) as store, store.connect() as conn:
+        assert conn.execute(select(batches.c.status).where(
+            batches.c.status != "ok")).all() == []
