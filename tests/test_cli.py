@@ -307,6 +307,8 @@ def test_an_older_schema_asks_for_db_upgrade(db_url: str, tmp_path: Path,
     head = head_revision()
     (newer / "versions" / "next_note.py").write_text(NEXT_REVISION.format(head=head))
     monkeypatch.setattr(schema, "migrations_location", lambda: str(newer))  # a newer collector
+    monkeypatch.setattr(schema, "HEAD", "next")
+    monkeypatch.setattr(schema, "REVISIONS", schema.REVISIONS | {"next"})
 
     code, out, err = invoke("run-once", "--url", server.url("/search"), "--db", db_url)
     assert code == 1 and out == "" and server.seen == []

@@ -240,3 +240,13 @@ def test_info_on_an_older_schema(db_url: str) -> None:
         about = store.info()
     assert about.revision == "0001" and about.state == "needs `collector db upgrade`"
     assert about.row_counts == {"batches": 0, "requests": 0}
+
+
+def test_the_known_head_is_the_migrations_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from collector.store import schema
+
+    scripts = ScriptDirectory.from_config(schema.alembic_config())
+    assert schema.HEAD == scripts.get_current_head()
+    assert schema.REVISIONS == {s.revision for s in scripts.walk_revisions()}

@@ -3,23 +3,29 @@
 The migration scripts live in the top-level ``migrations/`` folder of a
 checkout; a wheel carries them as ``collector/migrations`` (pyproject.toml,
 ``force-include``), so ``collector db upgrade`` works from an installed
-package. They are read once per process, and only by commands that need them.
+package. Checking a database's revision is one plain query against
+:data:`HEAD`, known without Alembic or the scripts (a test keeps it equal to
+the scripts' head): Alembic is imported only to migrate.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 # Alembic keeps the running migration's context in module globals: one at a time per process.
 MIGRATING = threading.Lock()
+
+# The newest revision, and every revision, as the migration scripts say: a test checks
+# that these match migrations/versions, so a new revision cannot be forgotten here.
+HEAD = "0008"
+REVISIONS = frozenset({"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"})
 
 
 def migrations_location() -> str:
@@ -42,33 +48,21 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision this collector knows."""
-    return _revisions(migrations_location())[0]
+    return HEAD
 
 
 def known_revisions() -> frozenset[str]:
     """Every revision this collector knows."""
-    return _revisions(migrations_location())[1]
-
-
-@functools.cache
-def _revisions(location: str) -> tuple[str, frozenset[str]]:
-    """The newest revision and all revisions in ``location``, read once per process."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    config = Config()
-    config.set_main_option("script_location", location)
-    scripts = ScriptDirectory.from_config(config)
-    head = scripts.get_current_head()
-    assert head is not None, "collector ships at least one migration"
-    return head, frozenset(s.revision for s in scripts.walk_revisions())
+    return REVISIONS
 
 
 def current_revision(conn: Connection) -> str | None:
-    """The revision the database is at, or None when it has none."""
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(conn).get_current_revision()
+    """The revision the database is at, or None when it has none (one plain query)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    revision: str | None = conn.execute(text("SELECT version_num FROM alembic_version")
+                                        ).scalar()
+    return revision
 
 
 def table_names(conn: Connection) -> set[str]:
