@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import ConfigError
-from collector.jobfile import REFERENCE, header_value_problem
+from collector.keys import REFERENCE, header_value_problem
 from collector.results import BatchResult
 from collector.spec import BatchSpec
 

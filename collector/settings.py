@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,11 @@ def resolve_database_url(option: str | None, environ: Mapping[str, str] = os.env
         if value.startswith(prefix):
             return "postgresql+psycopg://" + value[len(prefix):]
     return value
+
+
+def without_password(url: str) -> str:
+    """``scheme://user:***@host...``: a URL as a message may show it."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def worker_id() -> str:

@@ -59,6 +59,13 @@ def new_batch_key() -> str:
     return str(uuid.uuid4())
 
 
+def default_spool() -> Spool:
+    """The spool in ``$COLLECTOR_SPOOL_DIR``, else beside the default database."""
+    from collector.settings import spool_folder
+
+    return Spool(spool_folder())
+
+
 class Spool:
     """The spool folder (created when first needed)."""
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from collector.definition import job_definition, job_from_definition, job_to_toml
 from collector.errors import JobFileError
-from collector.jobfile import JOB_KEYS, load_job_file, load_job_paths
+from collector.jobfile import load_job_file, load_job_paths
+from collector.keys import JOB_KEYS
 from collector.spec import BatchSpec, JobSpec, Timeouts
 
 ROOT = Path(__file__).resolve().parent.parent

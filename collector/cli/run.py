@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from collector.collect import Outcome
     from collector.runner import OnRequest
     from collector.spec import BatchSpec
-    from collector.spool import Spool
     from collector.store import Store
 
 EXIT_REQUEST_FAILED = 3
@@ -124,14 +123,15 @@ def run_once(
 
 def _is_job_file(target: str) -> bool:
     """A target is a job file when it is a file, or cannot be a job's name (it has a /)."""
-    from collector.jobfile import is_job_name
+    from collector.keys import is_job_name
 
     return Path(target).is_file() or not is_job_name(target)
 
 
 def _run_options(values: dict[str, object], *, name: str, db: str | None, no_store: bool,
                  render: _Show) -> None:
-    from collector.jobfile import NAME_RULE, batch_from_options, is_job_name
+    from collector.jobfile import batch_from_options
+    from collector.keys import NAME_RULE, is_job_name
 
     spec = batch_from_options(values)
     if not is_job_name(name):
@@ -191,10 +191,11 @@ def _run(name: str, spec: BatchSpec, *, store: Store | None, render: _Show,
     ``interrupted``, shown, and the exit code is 128 + the signal's number.
     """
     from collector.collect import collect
+    from collector.spool import default_spool
 
     with _progress(len(spec.queries)) as on_request, _interruptible() as (stop, caught):
         outcome = collect(name, spec, store=store, where=where, on_request=on_request,
-                          stop=stop, spool=None if store is None else _spool())
+                          stop=stop, spool=None if store is None else default_spool())
     render(outcome, where=None if store is None else store.url, signal_number=caught[0]
            if caught else None)
 
@@ -223,13 +224,6 @@ def _interruptible() -> Iterator[tuple[threading.Event, list[int]]]:
             signal.signal(number, action)
 
 
-def _spool() -> Spool:
-    from collector.settings import spool_folder
-    from collector.spool import Spool
-
-    return Spool(spool_folder())
-
-
 def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Run the example's batch against a local stand-in server (works offline).
 
@@ -240,9 +234,10 @@ def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
     """
     from collector.collect import collect
     from collector.demo import demo_batch, serve_demo
+    from collector.spool import default_spool
 
     with open_db(db) as store, serve_demo() as url:
-        outcome = collect("demo", demo_batch(url), store=store, spool=_spool())
+        outcome = collect("demo", demo_batch(url), store=store, spool=default_spool())
     _Show(as_json=as_json, fail_on_error=False)(outcome, where=store.url)
 
 

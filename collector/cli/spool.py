@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import typer
 
 from collector.cli.options import DbOption, open_db
 from collector.errors import DatabaseUnavailable
 
-if TYPE_CHECKING:
-    from collector.spool import Spool
-
 app = typer.Typer(help="Batches kept on disk while the database was away.",
                   no_args_is_help=True)
-
-
-def _spool() -> Spool:
-    from collector.settings import spool_folder
-    from collector.spool import Spool
-
-    return Spool(spool_folder())
 
 
 @app.command()
 def status() -> None:
     """How many batches wait in the spool, since when, and where."""
-    spool = _spool()
+    from collector.spool import default_spool
+
+    spool = default_spool()
     paths = spool.paths()
     rejected = spool.folder / "rejected"
     refused = len(list(rejected.glob("*.json"))) if rejected.is_dir() else 0
@@ -43,7 +34,9 @@ def status() -> None:
 @app.command()
 def flush(db: DbOption = None) -> None:
     """Store the spooled batches now, oldest first (a running daemon does it by itself)."""
-    spool = _spool()
+    from collector.spool import default_spool
+
+    spool = default_spool()
     with open_db(db) as store:
         done = spool.replay(store)
     typer.echo(f"stored {done.stored}, already stored {done.duplicates}, "

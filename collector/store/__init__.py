@@ -133,6 +133,16 @@ class Store:
             raise value
         return value  # type: ignore[return-value]
 
+    def _bounded_on(self, what: str, work: Callable[[Connection], _T], *,
+                    write: bool = False) -> _T:
+        """``work(conn)`` on a connection of its own (in a transaction when ``write``),
+        within the operation timeout (see :meth:`_bounded`)."""
+        def run() -> _T:
+            with self.connect(write=write) as conn:
+                return work(conn)
+
+        return self._bounded(what, run)
+
     def __enter__(self) -> Store:
         return self
 
@@ -156,11 +166,7 @@ class Store:
 
     def revision(self) -> str | None:
         """The schema revision the database is at, or None when it has none."""
-        def read() -> str | None:
-            with self.connect() as conn:
-                return schema.current_revision(conn)
-
-        return self._bounded("revision", read)
+        return self._bounded_on("revision", schema.current_revision)
 
     def upgrade(self, target: str = "head") -> tuple[str | None, str]:
         """Bring the schema to ``target`` (the newest by default); returns (before, after)."""
@@ -260,13 +266,9 @@ class Store:
 
     def _claim(self, job_name: str, spec: BatchSpec, scheduled_for: datetime,
                worker: str | None, *, exclusive: bool) -> int | None | Literal["busy"]:
-        def claim() -> int | None | Literal["busy"]:
-            with self.connect(write=True) as conn:
-                return _batches.claim(conn, job_name=job_name, spec=spec,
-                                      scheduled_for=scheduled_for, worker=worker or worker_id(),
-                                      exclusive=exclusive)
-
-        return self._bounded("claim", claim)
+        return self._bounded_on("claim", lambda conn: _batches.claim(
+            conn, job_name=job_name, spec=spec, scheduled_for=scheduled_for,
+            worker=worker or worker_id(), exclusive=exclusive), write=True)
 
     def complete(self, batch_id: int, result: BatchResult) -> bool:
         """Write a claimed batch's status, counters and requests in one transaction.
@@ -274,11 +276,8 @@ class Store:
         False, and nothing written, when the batch is no longer running (or
         abandoned): it was completed already, or deleted.
         """
-        def complete() -> bool:
-            with self.connect(write=True) as conn:
-                return _batches.complete(conn, batch_id, result)
-
-        return self._bounded("complete", complete)
+        return self._bounded_on("complete", lambda conn: _batches.complete(conn, batch_id, result),
+                                write=True)
 
     def save_batch(self, result: BatchResult, *, job_name: str, trigger: Trigger = "manual",
                    scheduled_for: datetime | None = None, worker: str | None = None,
@@ -288,13 +287,9 @@ class Store:
         None when ``scheduled_for`` is given and that fire was claimed already,
         or when a batch with this ``batch_key`` is stored already.
         """
-        def save() -> int | None:
-            with self.connect(write=True) as conn:
-                return _batches.save(conn, result, job_name=job_name, trigger=trigger,
-                                     scheduled_for=scheduled_for, worker=worker or worker_id(),
-                                     batch_key=batch_key)
-
-        return self._bounded("save", save)
+        return self._bounded_on("save", lambda conn: _batches.save(
+            conn, result, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for,
+            worker=worker or worker_id(), batch_key=batch_key), write=True)
 
     def own_claim(self, job_name: str, scheduled_for: datetime, worker: str) -> int | None:
         """The fire's batch if ``worker`` claimed it and it never finished (a claim that went
@@ -325,11 +320,7 @@ class Store:
             return _workers.register(conn, worker)
 
     def heartbeat(self, worker: str) -> None:
-        def beat() -> None:
-            with self.connect(write=True) as conn:
-                _workers.heartbeat(conn, worker)
-
-        self._bounded("heartbeat", beat)
+        self._bounded_on("heartbeat", lambda conn: _workers.heartbeat(conn, worker), write=True)
 
     def worker_stopped(self, worker: str) -> None:
         with self.connect(write=True) as conn:
@@ -338,21 +329,14 @@ class Store:
     def abandon_stale(self, timeout: timedelta) -> int:
         """Mark ``abandoned`` the running batches of workers whose heartbeat is older than
         ``timeout`` (or that stopped, or never registered); returns how many."""
-        def sweep() -> int:
-            with self.connect(write=True) as conn:
-                return _workers.abandon_stale(conn, timeout)
-
-        return self._bounded("abandon_stale", sweep)
+        return self._bounded_on("abandon_stale",
+                                lambda conn: _workers.abandon_stale(conn, timeout), write=True)
 
     # -- jobs ---------------------------------------------------------------------------------
 
     def jobs_marker(self) -> tuple[tuple[str, datetime], ...]:
         """Each job's name and last change: cheap to read, different after any change."""
-        def read() -> tuple[tuple[str, datetime], ...]:
-            with self.connect() as conn:
-                return _jobs.marker(conn)
-
-        return self._bounded("jobs_marker", read)
+        return self._bounded_on("jobs_marker", _jobs.marker)
 
     def jobs(self) -> StoredJobs:
         """Every stored job by name; a row that is not a valid job is in ``broken``."""

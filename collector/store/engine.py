@@ -34,6 +34,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from collector.errors import ConfigError, DatabaseUnavailable, DataRejected, NoDatabase
+from collector.settings import without_password
 
 SQLITE_BUSY_TIMEOUT = 30.0
 
@@ -59,7 +60,7 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
         detail = f" ({exc})" if isinstance(exc, ValueError) else ""
-        raise ConfigError(f"database URL {_hide_password(url)!r} is not a valid URL{detail} "
+        raise ConfigError(f"database URL {without_password(url)!r} is not a valid URL{detail} "
                           "(use a file path, sqlite:///PATH or postgresql://USER@HOST/DB)"
                           ) from None
     options: dict[str, Any] = {}
@@ -100,13 +101,6 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
         event.listen(engine, "connect", lambda conn, _record: _sqlite_connect(conn, busy_ms))
         event.listen(engine, "begin", _sqlite_begin)
     return engine
-
-
-def _hide_password(url: str) -> str:
-    """``url`` with the password of ``scheme://user:password@host`` replaced by ***."""
-    import re
-
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
 def _sqlite_connect(dbapi_connection: Any, busy_ms: int) -> None:
