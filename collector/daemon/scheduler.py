@@ -152,7 +152,7 @@ class Daemon:
         if latest is not None and now - latest <= grace:
             # Catch up the last fire once if it was missed (a claim tells if it ran).
             options["next_run_time"] = latest
-        self.scheduler.add_job(self._fire, FireTrigger(fires), args=[job.name], id=job.name,
+        self.scheduler.add_job(self._fire, FireTrigger(fires), args=[job, fires], id=job.name,
                                name=job.name, replace_existing=True,
                                misfire_grace_time=max(1, int(grace.total_seconds())), **options)
         verb = "rescheduled" if job.name in self._scheduled else "scheduled"
@@ -163,13 +163,11 @@ class Daemon:
 
     # -- a fire -----------------------------------------------------------------------------
 
-    def _fire(self, name: str) -> None:
+    def _fire(self, job: JobSpec, fires: Fires) -> None:
         """Run by APScheduler's thread pool: claim this fire, run it, store it, log it."""
-        job = self._scheduled.get(name)
-        if job is None or self.stopping.is_set():
+        if self.stopping.is_set():
             return
-        now = datetime.now(UTC)
-        scheduled_for = Fires(job).latest(now)
+        scheduled_for = fires.latest(datetime.now(UTC))
         if scheduled_for is None:
             return
         with self._idle:
