@@ -37,6 +37,8 @@ COUNTERS_KNOWN = ("status IN ('running', 'abandoned') OR ("
                   + " AND ".join(f"{c} IS NOT NULL" for c in (*COUNTERS, "finished_at")) + ")")
 
 
+HISTOGRAM = ("responses' elapsed_ms: {bucket: count}, bucket i holding "
+             "2^((i-1)/8) < ms <= 2^(i/8)")
 FAILED_ATTEMPTS = "attempts before the last, and a failed last one: error_kind, status, error, at"
 
 
@@ -105,6 +107,17 @@ batches = Table(
            comment="https: whether certificates were checked (false: the job said verify = false)"),
     Column("batch_key", String(36),
            comment="unique per batch run: a batch replayed from the spool is stored once"),
+    # What reports read instead of every request row (collector.histogram), written with
+    # the batch; NULL while it has no counters.
+    *(Column(f"status_{n}xx", Integer, comment=f"requests answered with a {n}xx status")
+      for n in range(2, 6)),
+    Column("no_response", Integer, comment="requests that got no status"),
+    Column("body_bytes", BigInteger, comment="sum of the requests' body_length"),
+    Column("bodies", Integer, comment="requests with a body_length"),
+    Column("reused_requests", Integer, comment="requests sent over a re-used connection"),
+    Column("elapsed_p50_ms", Float, comment="median elapsed_ms of the responses (nearest rank)"),
+    Column("elapsed_max_ms", Float, comment="largest elapsed_ms of the responses"),
+    Column("elapsed_histogram", JSON(none_as_null=True), comment=HISTOGRAM),
     # One row per fire of a schedule, whichever daemon claims it; NULLs
     # (manual runs) never collide.
     UniqueConstraint("job_name", "scheduled_for"),
@@ -139,8 +152,9 @@ requests = Table(
     Column("attempts", Integer, nullable=False),
     Column("error_kind", String(20)),
     Column("error", Text),
-    Column("failed_attempts", JSON, comment=FAILED_ATTEMPTS),
+    Column("failed_attempts", JSON(none_as_null=True), comment=FAILED_ATTEMPTS),
     UniqueConstraint("batch_id", "position"),
+    Index(None, "started_at"),
 )
 
 jobs = Table(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, delete, insert, inspect, select, text
+from sqlalchemy import create_engine, delete, func, insert, inspect, select, text
 
 from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch
 from collector.models import batches, metadata, requests
@@ -53,6 +53,11 @@ def test_save_batch_writes_every_request(db_url: str, result: BatchResult) -> No
                        "attempts", "error_kind", "error", "url", "method", "started_at"):
             assert getattr(row, column) == getattr(request, column), column
     assert rows[2].error_kind == "protocol" and rows[2].status is None
+    # SQL NULL, as the README promises, not the JSON text null
+    with open_store(db_url) as store, store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(requests).where(
+            requests.c.batch_id == batch_id, requests.c.failed_attempts.is_(None))
+        ).scalar_one() == sum(not r.failed_attempts for r in result.requests) == 2
 
 
 def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
