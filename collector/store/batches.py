@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Insert, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from collector.histogram import summarize
 from collector.models import batches, requests
@@ -170,12 +171,20 @@ def _insert_requests(conn: Connection, batch_id: int,
         conn.exec_driver_sql(f"INSERT INTO requests ({columns}) "
                              f"VALUES ({', '.join('?' * len(_INSERTED))})", values)
         return
-    driver = conn.connection.dbapi_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-            f"COPY requests ({columns}) FROM STDIN") as copy:
-        for row in values:
-            copy.write_row(row)
+    statement = f"COPY requests ({columns}) FROM STDIN"
+    driver: Any = conn.connection.dbapi_connection
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in values:
+                copy.write_row(row)
+    except dbapi_error as exc:
+        # Raised as SQLAlchemy raises what it runs, so the store tells an outage from a
+        # rejected value from a bug as for every other statement (the pool pings a
+        # connection before re-using it, so a dead one is not handed out again).
+        raise DBAPIError.instance(
+            statement, None, exc, dbapi_error, dialect=conn.dialect,
+            connection_invalidated=conn.dialect.is_disconnect(exc, driver, None)) from exc
 
 
 def _sqlite_time(value: datetime) -> str:
