@@ -367,6 +367,9 @@ def _read_body(response: BaseHTTPResponse, spec: BatchSpec,
             return length, None, ("too_large",
                                   f"body is larger than max_body ({spec.max_body} bytes)")
         digest.update(chunk)
+        if response.length_remaining == 0:
+            # The whole Content-Length is in: done without another read to see the end.
+            return length, digest.hexdigest(), None
 
 
 def _total_timeout(spec: BatchSpec) -> tuple[ErrorKind, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,4 +45,6 @@ def without_password(url: str) -> str:
 
 def worker_id() -> str:
     """``host:pid``, stored with each batch to say who ran it."""
+    import socket
+
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,7 +28,9 @@ from collector.cli.options import (
 )
 from collector.cli.render import records
 from collector.errors import ConfigError, JobFilesInvalid
-from collector.jobs import Action, apply_jobs, read_jobs
+
+if TYPE_CHECKING:
+    from collector.jobs import Action
 
 app = typer.Typer(help="Manage jobs: from job files (validate, apply) or one by one.",
                   no_args_is_help=True)
@@ -56,6 +58,8 @@ def _report_mistakes(exc: JobFilesInvalid) -> None:
 @app.command()
 def validate(paths: _Paths) -> None:
     """Check job files without touching the database; exit 2 listing every mistake."""
+    from collector.jobs import read_jobs  # here: --help need not import the job files' parser
+
     try:
         found = read_jobs(paths)
     except JobFilesInvalid as exc:
@@ -77,6 +81,8 @@ def apply(
     db: DbOption = None,
 ) -> None:
     """Create or update jobs from job files (the files are the source of truth)."""
+    from collector.jobs import apply_jobs
+
     with open_db(db) as store:
         try:
             plan = apply_jobs(store, paths, prune=prune, dry_run=dry_run)

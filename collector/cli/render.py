@@ -7,9 +7,10 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from collector.results import BatchResult
+if TYPE_CHECKING:
+    from collector.results import BatchResult
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]],

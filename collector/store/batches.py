@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Insert, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from collector.histogram import summarize
 from collector.models import batches, requests
 from collector.results import BatchResult, BatchStatus, FailedAttempt, RequestResult, Trigger
 from collector.spec import BatchSpec
+from collector.store.engine import conflict_insert
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,8 +42,7 @@ class StoredBatch:
 def _insert_batch(conn: Connection) -> Insert:
     """An INSERT into batches that does nothing when the fire is claimed already, or the
     batch (its ``batch_key``) is stored already."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement: Insert = dialect.insert(batches).on_conflict_do_nothing()
+    statement: Insert = conflict_insert(conn, batches).on_conflict_do_nothing()
     return statement
 
 

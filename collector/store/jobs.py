@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from collector.definition import InvalidDefinition, job_definition, job_from_definition
 from collector.models import jobs
 from collector.schedule import describe_schedule
 from collector.spec import JobSpec
+from collector.store.engine import conflict_insert
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,10 +93,9 @@ def source_of(conn: Connection, name: str) -> str | None:
 
 def insert_new(conn: Connection, job: JobSpec) -> bool:
     """Insert a job unless one of that name exists; whether it was inserted."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     now = datetime.now(UTC)
     row = {**_job_row(job), "created_at": now, "updated_at": now}
-    statement = (dialect.insert(jobs).values(row)
+    statement = (conflict_insert(conn, jobs).values(row)
                  .on_conflict_do_nothing(index_elements=["name"]).returning(jobs.c.id))
     return conn.execute(statement).scalar_one_or_none() is not None
 
@@ -109,10 +108,9 @@ def save(conn: Connection, *, create: Sequence[JobSpec], update_: Sequence[JobSp
     created by one a moment earlier is replaced, never a unique violation.
     """
     now = datetime.now(UTC)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     for job in create:
         row = _job_row(job)
-        insert = dialect.insert(jobs).values({**row, "created_at": now, "updated_at": now})
+        insert = conflict_insert(conn, jobs).values({**row, "created_at": now, "updated_at": now})
         conn.execute(insert.on_conflict_do_update(index_elements=["name"],
                                                   set_={**row, "updated_at": now}))
     for job in update_:
