@@ -12,7 +12,6 @@ exact.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,9 +101,10 @@ def job_summaries(store: Store, filters: Filters, *,
 
     with store.connect() as conn:
         counted = {r.job_name: r for r in conn.execute(batch_stats)}
-        merged: dict[str, Counter[int]] = {}
+        stored: dict[str, list[dict[str, int]]] = {}
         for name, histogram in conn.execute(histograms):
-            merged.setdefault(name, Counter()).update(merge((histogram,)))
+            stored.setdefault(name, []).append(histogram)
+        merged = {name: merge(found) for name, found in stored.items()}
         latest = {r.job_name: r for r in conn.execute(last)}
     trends = job_trends(store, filters, last=trend_batches) if trend_batches else {}
 
