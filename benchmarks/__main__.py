@@ -95,7 +95,11 @@ def main() -> int:
     started = time.perf_counter()
     for name in chosen:
         print(f"-- {name}", file=sys.stderr, flush=True)
-        figures += _suite(name, scale, args.postgres)()
+        found = _suite(name, scale, args.postgres)()
+        for figure in found:  # as they come: the whole run takes a while
+            print(f"   {figure.name}: {_value(figure.value, figure.unit)}, ratio "
+                  f"{_ratio(figure)}", file=sys.stderr, flush=True)
+        figures += found
     print_table(figures)
     if args.json:
         args.json.write_text(json.dumps({

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, desc, func, select
+from sqlalchemy import ColumnElement, Select, Text, cast, desc, func, select
 
-from collector.histogram import merge, percentiles
+from collector.histogram import merge_stored, percentiles
 from collector.models import batches
 from collector.store import Store
 
@@ -94,17 +94,18 @@ def job_summaries(store: Store, filters: Filters, *,
                func.max(batches.c.elapsed_max_ms).label("max_ms"))
         .where(*conditions).group_by(batches.c.job_name)
     )
-    histograms = (select(batches.c.job_name, batches.c.elapsed_histogram)
+    # As text: parsing them all at once (merge_stored) beats the driver's one by one.
+    histograms = (select(batches.c.job_name, cast(batches.c.elapsed_histogram, Text))
                   .where(batches.c.elapsed_histogram.is_not(None), *conditions))
     newest = _numbered_batches(conditions).subquery()
     last = select(newest.c.job_name, newest.c.started_at, newest.c.status).where(newest.c.k == 1)
 
     with store.connect() as conn:
         counted = {r.job_name: r for r in conn.execute(batch_stats)}
-        stored: dict[str, list[dict[str, int]]] = {}
+        stored: dict[str, list[str]] = {}
         for name, histogram in conn.execute(histograms):
             stored.setdefault(name, []).append(histogram)
-        merged = {name: merge(found) for name, found in stored.items()}
+        merged = {name: merge_stored(found) for name, found in stored.items()}
         latest = {r.job_name: r for r in conn.execute(last)}
     trends = job_trends(store, filters, last=trend_batches) if trend_batches else {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from collector.jobfile import load_job_file
 from collector.runner import run_batch
 from collector.spec import BatchSpec
 from collector.store import open_store
-from tests.dataset import fill
+from tests.dataset import batch, fill, request
 from tests.server import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,12 @@ def readme_queries(dialect: str) -> dict[str, str]:
 def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
     with open_store(db_url) as store:
         fill(store)  # the hand-made data set, weeks old
+        # a page that changed within the week: the data set's changes are weeks old
+        now = datetime.now(UTC)
+        for minutes, sha in ((20, "w1"), (10, "w2"), (5, "w2")):
+            at = now - timedelta(minutes=minutes)
+            store.save_batch(batch(at, 1, request(0, 200, 5, sha=sha, at=at,
+                                                  query="q=news")), job_name="news")
         recent = run_batch(BatchSpec(url=server.url("/delay/0.05"), queries=({}, {})))
         store.save_batch(recent, job_name="recent")
         dialect = store.engine.dialect.name
@@ -95,7 +102,8 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
     success = {(r["job_name"], r["requests"]): float(r["success_pct"])
                for r in results["success rate per job per day"]}
     # job a: 7 requests on one day, 4 of them answered below 400 (200 200 200 301)
-    assert success == {("a", 7): round(400 / 7, 1), ("b", 1): 0.0, ("recent", 2): 100.0}
+    assert success == {("a", 7): round(400 / 7, 1), ("b", 1): 0.0, ("recent", 2): 100.0,
+                       ("news", 3): 100.0}
 
     reuse = {r["job_name"]: r for r in results["connection re-use per job"]}
     assert float(reuse["a"]["requests_per_connection"]) == 1.75
@@ -106,9 +114,10 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
     assert (per_batch[0]["job_name"], per_batch[0]["reused_requests"]) == ("recent", 1)
 
     slowest = results["slowest requests this week"]
-    assert [r["job_name"] for r in slowest] == ["recent", "recent"]  # the data set is older
+    # the data set is older than a week; the news answers took 5 ms
+    assert [r["job_name"] for r in slowest] == ["recent", "recent", "news", "news", "news"]
     assert slowest[0]["elapsed_ms"] >= slowest[1]["elapsed_ms"] >= 50
 
-    changes = [(r["query"], r["previous_sha256"], r["body_sha256"])
+    changes = [(r["job_name"], r["query"], r["previous_sha256"], r["body_sha256"])
                for r in results["when a page's content changed"]]
-    assert changes == [("q=python", "s2", "e"), ("q=python", "s1", "s2")]
+    assert changes == [("news", "q=news", "w1", "w2")]
