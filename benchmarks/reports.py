@@ -13,7 +13,6 @@ driver; the plan of anything slower than a second is printed.
 from __future__ import annotations
 
 import random
-import re
 import sqlite3
 import sys
 import tempfile
@@ -23,7 +22,6 @@ from pathlib import Path
 
 from benchmarks.harness import (
     COLLECTOR,
-    ROOT,
     Figure,
     Scale,
     interleaved,
@@ -34,6 +32,7 @@ from benchmarks.harness import (
 from collector.results import BatchResult, RequestResult
 from collector.store import Store, open_store
 from collector.store.schema import head_revision
+from tests.test_docs import readme_queries
 
 ERRORS = ("read_timeout", "connect_timeout", "connect_refused", "connection_reset")
 
@@ -88,17 +87,6 @@ def _ready(url: str, *, batches: int, per_batch: int) -> bool:
     except Exception:  # noqa: BLE001 - a missing or foreign database is rebuilt
         return False
     return counts.get("batches") == batches and counts.get("requests") == batches * per_batch
-
-
-def _readme_queries(dialect: str) -> list[tuple[str, str]]:
-    """The README's example SQL: (title, query), those for the other database left out."""
-    other = "(PostgreSQL)" if dialect == "sqlite" else "(SQLite)"
-    found = []
-    for block in re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
-        title = block.splitlines()[0].removeprefix("-- ").strip()
-        if other not in title:
-            found.append((title, block))
-    return found
 
 
 def _run_sql(url: str, dialect: str, sql: str) -> float:
@@ -159,7 +147,7 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
             figures.append(Figure(suite="reports", name=f"{name}, {total:,} requests, {label}",
                                   value=median(times[name]), unit="s", kind="absolute",
                                   goal="< 1"))
-        for title, sql in _readme_queries(dialect):
+        for title, sql in readme_queries(dialect).items():
             value = median([_run_sql(url, dialect, sql) for _ in range(scale.pick(3, 1))])
             figure = Figure(suite="reports", name=f"README SQL: {title}, {total:,} requests, "
                             f"{label}", value=value, unit="s", kind="absolute", goal="< 1")

@@ -29,11 +29,11 @@ RELATIVE_ERROR = 2 ** (1 / (2 * BUCKETS_PER_DOUBLING)) - 1
 _LOWEST_MS = 2 ** (LOWEST / BUCKETS_PER_DOUBLING)
 
 
-def bucket(ms: float, _log2: Any = math.log2, _ceil: Any = math.ceil) -> int:
+def bucket(ms: float) -> int:
     """The bucket that holds ``ms``."""
     if ms <= _LOWEST_MS:
         return LOWEST
-    return _ceil(_log2(ms) * BUCKETS_PER_DOUBLING)  # type: ignore[no-any-return]
+    return math.ceil(math.log2(ms) * BUCKETS_PER_DOUBLING)
 
 
 def merge(histograms: Iterable[Mapping[str, int]]) -> Counter[int]:

@@ -1,4 +1,4 @@
-"""Aggregates over stored results, computed in SQL on SQLite and PostgreSQL alike.
+"""Aggregates over stored results: sums in SQL, percentiles from merged histograms.
 
 Everything is read from the summary columns each batch is stored with
 (:mod:`collector.histogram`), so a report costs the same whatever the number

@@ -145,10 +145,11 @@ def storable(text: str | None, limit: int | None = None) -> str | None:
 # The request rows go to the driver directly, the way it takes many rows fastest: one
 # executemany on SQLite, COPY on PostgreSQL (measured in benchmarks/: through
 # SQLAlchemy's per-row parameter processing the same rows took three times as long).
-_INSERTED = ("batch_id", "position", "method", "url", "query", "started_at", "status",
-             "content_type", "body_length", "content_length", "body_sha256", "elapsed_ms",
-             "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts", "error_kind", "error",
-             "failed_attempts")
+_REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
+                    "content_type", "body_length", "content_length", "body_sha256",
+                    "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
+                    "error_kind", "error", "failed_attempts")
+_INSERTED = ("batch_id", *_REQUEST_COLUMNS)  # the order of the tuples built below
 
 
 def _insert_requests(conn: Connection, batch_id: int,
@@ -189,12 +190,6 @@ def _insert_requests(conn: Connection, batch_id: int,
 def _sqlite_time(value: datetime) -> str:
     """A time as collector's UTCDateTime stores it in SQLite: UTC wall time, microseconds."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-_REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
-                    "content_type", "body_length", "content_length", "body_sha256",
-                    "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
-                    "error_kind", "error", "failed_attempts")
 
 
 def load(conn: Connection, batch_id: int) -> StoredBatch | None:
