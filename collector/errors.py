@@ -10,6 +10,7 @@ codes in one place (``collector.cli``)::
     │   ├── JobFilesInvalid    every mistake in a set of job files, with .errors
     │   ├── JobExists          a job of that name is stored already, with .name/.source
     │   ├── NoDatabase         a read-only command found no database to read
+    │   ├── ForeignDatabase    the database holds another application's tables, with .tables
     │   ├── UnknownJob         no stored job has that name, with .name
     │   └── UnknownBatch       no stored batch has that id, with .batch_id
     └── StoreError             the database could not be used (exit 1)
@@ -50,11 +51,12 @@ class JobFileError(ConfigError):
     """
 
     def __init__(self, path: str, problem: str, *, job: str | None = None,
-                 key: str | None = None) -> None:
+                 key: str | None = None, local: bool = False) -> None:
         self.path = path
         self.job = job
         self.key = key
         self.problem = problem
+        self.local = local  # right, but not usable on this machine (a missing ca_file)
         where = [path]
         if job is not None:
             where.append(f"job {_quoted(job)}")
@@ -85,6 +87,18 @@ class JobExists(ConfigError):
 
 class NoDatabase(ConfigError):
     """A command that only reads found no database (or no collector schema) to read."""
+
+
+class ForeignDatabase(ConfigError):
+    """The database has tables and no collector schema: another application's, left alone."""
+
+    def __init__(self, url: str, tables: list[str]) -> None:
+        self.url = url
+        self.tables = tables
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        super().__init__(f"database {url} has tables ({shown}) but no alembic_version; it was "
+                         "not made by collector, which leaves it alone (give collector a "
+                         "database of its own with --db)")
 
 
 class UnknownJob(ConfigError):

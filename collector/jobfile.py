@@ -21,6 +21,7 @@ from collector.keys import (
     BATCH_KEYS,
     NAME_RULE,
     KeyProblem,
+    LocalProblem,
     is_job_name,
     job_from_table,
 )
@@ -94,6 +95,8 @@ def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
     """The valid jobs of one file, in file order, and one error per mistake.
 
     A job's ``source`` is the file's absolute path; messages name the path as given.
+    A job whose only problems depend on this machine (``.local`` errors: a
+    ``ca_file`` that is not here) is among the jobs, and its problems among the errors.
     """
     shown = str(path)
     try:
@@ -130,8 +133,9 @@ def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
             errors.append(JobFileError(shown, f"{show(table)} is not a table", job=name))
         else:
             job, problems = job_from_table(name, table, source=source)
-            errors += [JobFileError(shown, p.problem, job=name, key=p.key) for p in problems]
-            if job is not None:
+            errors += [JobFileError(shown, p.problem, job=name, key=p.key,
+                                    local=isinstance(p, LocalProblem)) for p in problems]
+            if job is not None:  # valid, if perhaps not usable on this machine
                 jobs.append(job)
     return jobs, errors
 
@@ -187,6 +191,23 @@ def _toml_files(folder: Path) -> tuple[list[Path], list[JobFileError]]:
              for top, _dirs, names in os.walk(folder, onerror=unreadable)
              for name in names if name.endswith(".toml")]
     return sorted(p for p in found if p.is_file()), errors
+
+
+def load_one_job(path: str, name: str | None) -> JobSpec:
+    """The job called ``name`` in a file (its only job when None), to run here.
+
+    Raises the file's first mistake, or the first problem of the chosen job on
+    this machine: another job's missing ``ca_file`` does not stop this one.
+    """
+    jobs, errors = read_job_file(path)
+    for error in errors:
+        if not error.local:
+            raise error
+    chosen = select_job(path, jobs, name)
+    for error in errors:
+        if error.job == chosen.name:
+            raise error
+    return chosen
 
 
 def select_job(path: str, jobs: list[JobSpec], name: str | None) -> JobSpec:

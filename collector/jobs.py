@@ -45,11 +45,18 @@ class ApplyPlan:
         return sum(change.action == action for change in self.changes)
 
 
-def read_jobs(paths: Sequence[str | Path]) -> JobSet:
-    """Every job in the files and folders; raises JobFilesInvalid listing every mistake."""
+def read_jobs(paths: Sequence[str | Path], *, local: bool = True) -> JobSet:
+    """Every job in the files and folders; raises JobFilesInvalid listing every mistake.
+
+    Without ``local``, problems that depend on this machine (a ``ca_file`` that is
+    not here, ``.local`` errors) are no mistake: their jobs are kept, the problems
+    stay in ``errors`` for the caller to warn about, and a batch of such a job
+    fails at run time on a machine without the file, alone.
+    """
     found = load_job_paths(paths)
-    if found.errors:
-        raise JobFilesInvalid(found.errors)
+    mistakes = [e for e in found.errors if local or not e.local]
+    if mistakes:
+        raise JobFilesInvalid(mistakes)
     return found
 
 
@@ -93,9 +100,13 @@ def plan_apply(stored: StoredJobs, found: JobSet, paths: Sequence[str | Path], *
 
 
 def apply_jobs(store: Store, paths: Sequence[str | Path], *, prune: bool = False,
-               dry_run: bool = False) -> ApplyPlan:
-    """Create, update (and with ``prune`` remove) stored jobs to match the files."""
-    plan = plan_apply(store.jobs(), read_jobs(paths), paths, prune=prune)
+               dry_run: bool = False, found: JobSet | None = None) -> ApplyPlan:
+    """Create, update (and with ``prune`` remove) stored jobs to match the files.
+
+    ``found`` is the files read already (:func:`read_jobs`), so that a caller can
+    refuse files with mistakes before it opens, or creates, a database.
+    """
+    plan = plan_apply(store.jobs(), found or read_jobs(paths, local=False), paths, prune=prune)
     if not dry_run:
         store.save_jobs(create=plan.create, update=plan.update, remove=plan.remove)
     return plan

@@ -40,6 +40,10 @@ class KeyProblem(Exception):
         super().__init__(f"{key}: {problem}")
 
 
+class LocalProblem(KeyProblem):
+    """A value that is right but cannot be used on this machine (a file that is not here)."""
+
+
 def is_job_name(name: str) -> bool:
     return bool(_JOB_NAME.match(name))
 
@@ -165,13 +169,11 @@ def _max_body(value: object) -> int:
         raise KeyProblem("max_body", str(exc)) from None
 
 
-def _file(key: str, *, local: bool) -> Callable[[object], str]:
-    """A file name; with ``local``, a file that exists on this machine."""
+def _file(key: str) -> Callable[[object], str]:
+    """A file name (whether it is on this machine is :func:`machine_problems`' check)."""
     def check(value: object) -> str:
         if not isinstance(value, str) or not value:
             raise KeyProblem(key, f"{show(value)} is not a file name")
-        if local and not Path(value).is_file():
-            raise KeyProblem(key, f"{show(value)} is not a readable file")
         return value
 
     return check
@@ -251,9 +253,9 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "timeout": _timeout,
     "retries": _whole("retries", 0, 100),
     "max_body": _max_body,
-    "ca_file": _file("ca_file", local=False),
-    "client_cert": _file("client_cert", local=False),
-    "client_key": _file("client_key", local=False),
+    "ca_file": _file("ca_file"),
+    "client_cert": _file("client_cert"),
+    "client_key": _file("client_key"),
     "verify": _flag("verify"),
     "follow_redirects": _flag("follow_redirects"),
     "basic_auth": _basic_auth,
@@ -261,8 +263,7 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "retry_statuses": _retry_statuses,
     "retry_after_max": _duration("retry_after_max", maximum=3600.0),
 }
-_LOCAL_CHECKS = {**_BATCH_CHECKS, **{key: _file(key, local=True)
-                                     for key in ("ca_file", "client_cert", "client_key")}}
+_LOCAL_FILES = ("ca_file", "client_cert", "client_key")
 _SCHEDULE_CHECKS: dict[str, Callable[[object], Any]] = {
     "every": _duration("every", maximum=366 * DAY),
     "timezone": _timezone,
@@ -292,13 +293,14 @@ def job_from_table(name: str, table: Mapping[str, Any], *, source: str,
                    local: bool = True) -> tuple[JobSpec | None, list[KeyProblem]]:
     """A job table (job-file keys) as a JobSpec, or None and every problem found.
 
-    ``local`` also checks what depends on this machine (``ca_file`` exists).
+    ``local`` also checks what depends on this machine (``ca_file`` exists):
+    a job with only such problems is returned with them (see :func:`machine_problems`).
     """
     problems = [KeyProblem(key, f"unknown key (allowed: {', '.join(sorted(JOB_KEYS))})")
                 for key in sorted(set(table) - JOB_KEYS)]
     if "url" not in table:
         problems.append(KeyProblem("url", "is required"))
-    batch, batch_problems = _check(_LOCAL_CHECKS if local else _BATCH_CHECKS, table)
+    batch, batch_problems = _check(_BATCH_CHECKS, table)
     schedule, schedule_problems = _check(_SCHEDULE_CHECKS, table)
     problems += batch_problems + schedule_problems
     if "cron" in table:
@@ -313,4 +315,16 @@ def job_from_table(name: str, table: Mapping[str, Any], *, source: str,
         problems.append(KeyProblem("client_key", "needs client_cert"))
     if problems:
         return None, problems
-    return JobSpec(name=name, batch=BatchSpec(**batch), source=source, **schedule), []
+    job = JobSpec(name=name, batch=BatchSpec(**batch), source=source, **schedule)
+    return job, machine_problems(job.batch) if local else []
+
+
+def machine_problems(batch: BatchSpec) -> list[KeyProblem]:
+    """What keeps ``batch`` from running on this machine: a ``ca_file``, ``client_cert`` or
+    ``client_key`` that is not a readable file here. Each is :class:`LocalProblem`."""
+    problems: list[KeyProblem] = []
+    for key in _LOCAL_FILES:
+        path = getattr(batch, key)
+        if path is not None and not Path(path).is_file():
+            problems.append(LocalProblem(key, f"{show(path)} is not a readable file"))
+    return problems

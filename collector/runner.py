@@ -104,7 +104,7 @@ def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
     meter = Meter()
     target = _target(spec)
     display = target if shown is spec else _shown_target(shown)
-    pool = _open_pool(spec, meter)
+    pool = _open_pool(spec, meter, shown_url=shown.url)
     try:
         def send(position: int) -> RequestResult | None:
             if stop is not None and stop.is_set():
@@ -180,7 +180,7 @@ def _shown_target(shown: BatchSpec) -> _Target:
     return dataclasses.replace(target, path=path)
 
 
-def _open_pool(spec: BatchSpec, meter: Meter) -> HTTPConnectionPool:
+def _open_pool(spec: BatchSpec, meter: Meter, *, shown_url: str) -> HTTPConnectionPool:
     url = parse_url(spec.url)
     assert url.host is not None, "job files and options check that a URL has a host"
     timeout = Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
@@ -192,7 +192,7 @@ def _open_pool(spec: BatchSpec, meter: Meter) -> HTTPConnectionPool:
         if not spec.verify:
             # The job said so; collector warns once per batch, urllib3 need not per request.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-            log.warning("%s: TLS certificates are not verified (verify = false)", spec.url)
+            log.warning("%s: TLS certificates are not verified (verify = false)", shown_url)
             tls.update(cert_reqs="CERT_NONE", assert_hostname=False)
         pool = HTTPSConnectionPool(url.host, url.port, maxsize=spec.pool_size, block=True,
                                    timeout=timeout, meter=meter, **tls)

@@ -20,16 +20,18 @@ from pathlib import Path
 
 from collector.errors import ConfigError
 from collector.keys import REFERENCE, header_value_problem
+from collector.redaction import REDACTED, SECRETS, SHORTEST
 from collector.results import BatchResult
 from collector.spec import BatchSpec
 
-REDACTED = "REDACTED"
+__all__ = ["REDACTED", "Prepared", "prepare"]
 
 
 @dataclass(frozen=True)
 class Prepared:
     """A batch as it is sent (``ready``) and as it is shown and stored (``shown``);
-    ``values`` are the secrets filled in, for :meth:`scrub`."""
+    ``values`` are the secrets filled in, registered with
+    :data:`collector.redaction.SECRETS` so that no log line shows them."""
 
     ready: BatchSpec
     shown: BatchSpec
@@ -39,15 +41,12 @@ class Prepared:
         """The result with any secret value that slipped into an error message as REDACTED.
 
         The runner builds URLs and queries from ``shown``; only messages made
-        from an exception could carry a value, and this is the net for them.
+        from an exception could carry a value (as sent, or percent-encoded in a
+        URL), and this is the net for them.
         """
         if not self.values or not any(r.error or r.failed_attempts for r in result.requests):
             return result
-
-        def clean(text: str) -> str:
-            for value in self.values:
-                text = text.replace(value, REDACTED)
-            return text
+        clean = SECRETS.scrub
 
         requests = tuple(dataclasses.replace(
             r, error=clean(r.error) if r.error else r.error,
@@ -80,8 +79,10 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
     headers = expand_all("headers", batch.headers)
     if batch.basic_auth is not None:
         username, password = batch.basic_auth
-        token = f"{username}:{expand('basic_auth.password', password)}".encode()
-        headers.setdefault("Authorization", "Basic " + base64.b64encode(token).decode())
+        token = f"{username}:{expand('basic_auth.password', password)}"
+        encoded = base64.b64encode(token.encode()).decode()
+        values += [token, encoded]
+        headers.setdefault("Authorization", "Basic " + encoded)
     for name, value in headers.items():
         if value != batch.headers.get(name) and (problem := header_value_problem(value)):
             raise ConfigError(f"{where}: headers.{name}: the value from the environment: "
@@ -101,7 +102,8 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
                                     queries=tuple(redacted(q) for q in batch.queries))
         values += [v for q in (batch.fields, *batch.queries) for k, v in q.items() if k in hidden]
     # Values of a few characters would turn innocent text into REDACTED: not scrubbed.
-    secrets = tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+    secrets = tuple(sorted({v for v in values if len(v) >= SHORTEST}, key=len, reverse=True))
+    SECRETS.add(secrets)
     return Prepared(ready=ready, shown=shown, values=secrets)
 
 

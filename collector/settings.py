@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,8 +38,29 @@ def resolve_database_url(option: str | None, environ: Mapping[str, str] = os.env
 
 
 def without_password(url: str) -> str:
-    """``scheme://user:***@host...``: a URL as a message may show it."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@", r"\1***@", url)
+    """``scheme://user:***@host/...``: an http(s) URL as a message may show it.
+
+    The standard library's parser finds the user information (up to the last
+    ``@`` of the authority); a URL it cannot parse shows nothing before its last ``@``.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return _masked_userinfo(url)
+    if password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def _masked_userinfo(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def worker_id() -> str:

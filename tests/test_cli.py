@@ -461,10 +461,12 @@ def test_another_applications_database_is_left_alone(tmp_path: Path) -> None:
     with sqlite3.connect(theirs) as conn:
         conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
     before = theirs.read_bytes()
-    code, _, err = invoke("run-once", "--url", "http://127.0.0.1:1/", "--db", str(theirs))
-    assert code == 1
-    assert_one_line_error(err, "it has tables (customers) but no alembic_version; it was not "
-                               "made by collector")
+    for command in (["run-once", "--url", "http://127.0.0.1:1/"], ["db", "upgrade"],
+                    ["jobs", "add", "j", "--url", "http://127.0.0.1:1/", "--every", "1m"]):
+        code, _, err = invoke(*command, "--db", str(theirs))
+        assert code == 2, command
+        assert_one_line_error(err, "has tables (customers) but no alembic_version; it was not "
+                                   "made by collector")
     assert theirs.read_bytes() == before  # no tables added, not switched to WAL
     with sqlite3.connect(theirs) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, delete, func, insert, inspect, select, text
 
-from collector.errors import ConfigError, DatabaseUnavailable, SchemaMismatch
+from collector.errors import ConfigError, DatabaseUnavailable, ForeignDatabase, SchemaMismatch
 from collector.models import batches, metadata, requests
 from collector.results import BatchResult
 from collector.runner import run_batch
@@ -176,8 +176,15 @@ def test_foreign_tables_without_a_version_are_refused(db_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE batches (id INTEGER PRIMARY KEY)"))
     engine.dispose()
-    with pytest.raises(SchemaMismatch, match="not made by collector"):
+    with pytest.raises(ForeignDatabase, match="not made by collector"):
         open_store(db_url)
+    with open_store(db_url, ensure_schema=False) as store, pytest.raises(
+            ForeignDatabase, match=r"has tables \(batches\)"):
+        store.upgrade()
+    engine = create_engine(db_url)
+    with engine.connect() as conn:  # nothing added
+        assert sorted(inspect(conn).get_table_names()) == ["batches"]
+    engine.dispose()
 
 
 def test_daemons_starting_together_create_the_schema_once(db_url: str) -> None:

@@ -10,6 +10,7 @@ failed request or a status >= 400.
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 import typer
@@ -54,6 +55,26 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """Scheduled HTTP data collection with persisted results."""
+    _warnings_to_stderr()
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"collector: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _warnings_to_stderr() -> None:
+    """Warnings of commands other than the daemon (which sets up its own log) go to stderr
+    as one line each, through the redacting filter, like the daemon's."""
+    import sys
+
+    from collector.redaction import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_OneLine())
+    handler.addFilter(RedactingFilter())
+    logging.lastResort = handler
 
 
 def _register() -> None:

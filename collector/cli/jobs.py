@@ -27,7 +27,7 @@ from collector.cli.options import (
     open_db,
 )
 from collector.cli.render import records
-from collector.errors import ConfigError, JobFilesInvalid
+from collector.errors import ConfigError, JobFilesInvalid, NoDatabase
 
 if TYPE_CHECKING:
     from collector.jobs import Action
@@ -81,14 +81,26 @@ def apply(
     db: DbOption = None,
 ) -> None:
     """Create or update jobs from job files (the files are the source of truth)."""
-    from collector.jobs import apply_jobs
+    from collector.jobs import apply_jobs, plan_apply, read_jobs
+    from collector.store import StoredJobs
 
-    with open_db(db) as store:
+    try:
+        found = read_jobs(paths, local=False)  # before the database: a mistake creates nothing
+    except JobFilesInvalid as exc:
+        _report_mistakes(exc)
+        raise
+    for problem in found.errors:  # right, but not usable on this machine
+        typer.echo(f"collector: warning: {problem} on this machine (stored all the same: "
+                   "its batches fail where the file is missing)", err=True)
+    if dry_run:
         try:
-            plan = apply_jobs(store, paths, prune=prune, dry_run=dry_run)
-        except JobFilesInvalid as exc:
-            _report_mistakes(exc)
-            raise
+            with open_db(db, create=False) as store:
+                plan = apply_jobs(store, paths, prune=prune, dry_run=True, found=found)
+        except NoDatabase:  # nothing stored yet: every job would be created
+            plan = plan_apply(StoredJobs(jobs=[], broken=[]), found, paths, prune=prune)
+    else:
+        with open_db(db) as store:
+            plan = apply_jobs(store, paths, prune=prune, found=found)
     verbs: dict[Action, str] = {"create": "created", "update": "updated",
                                 "unchanged": "unchanged", "remove": "removed"}
     if dry_run:

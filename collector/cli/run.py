@@ -141,11 +141,11 @@ def _run_options(values: dict[str, object], *, name: str, db: str | None, no_sto
 
 def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
               render: _Show) -> None:
-    from collector.jobfile import load_job_file, select_job
+    from collector.jobfile import load_one_job
 
     if not Path(target).is_file():
         raise ConfigError(f"{target}: no such job file")
-    chosen = select_job(target, load_job_file(target), job)
+    chosen = load_one_job(target, job)
     _collect(chosen.name, chosen.batch, db=db, no_store=no_store, render=render,
              where=f'{target}: job "{chosen.name}"')
 

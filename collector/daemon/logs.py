@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
+from collector.redaction import RedactingFilter
+
 LogFormat = Literal["text", "json"]
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -25,14 +27,20 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         document.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            document["exception"] = record.exc_text
         return json.dumps(document, default=str)
 
 
 def setup_logging(fmt: LogFormat, level: str) -> None:
-    """Log to stderr (journald keeps it): text without timestamps, or JSON lines."""
+    """Log to stderr (journald keeps it): text without timestamps, or JSON lines.
+
+    Every record, collector's or a library's, passes the redacting filter first.
+    """
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -41,7 +49,7 @@ def setup_logging(fmt: LogFormat, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # APScheduler logs every run at INFO, Alembic every step, SQLAlchemy every statement:
-    # collector logs what matters. urllib3's debug lines carry each request's target
-    # with its secrets filled in: they are never shown, whatever the level.
+    # collector logs what matters. urllib3's debug lines (one per request) are noise at
+    # any level; its warnings pass the filter like every other line.
     for noisy in ("apscheduler", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

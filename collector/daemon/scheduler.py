@@ -109,9 +109,12 @@ class Daemon:
         """Apply ``job_paths`` to the jobs table (files are the truth for their jobs)."""
         if not self.config.job_paths:
             return
-        from collector.jobs import apply_jobs
+        from collector.jobs import apply_jobs, read_jobs
 
-        plan = apply_jobs(self.store, self.config.job_paths, prune=True)
+        found = read_jobs(self.config.job_paths, local=False)
+        for problem in found.errors:
+            log.warning("%s on this machine: its batches fail here until it is", problem)
+        plan = apply_jobs(self.store, self.config.job_paths, prune=True, found=found)
         done = {"create": "created", "update": "updated", "remove": "removed"}
         for change in plan.changes:
             if change.action in done:

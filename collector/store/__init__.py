@@ -25,6 +25,7 @@ from collector import models
 from collector.errors import (
     ConfigError,
     DatabaseUnavailable,
+    ForeignDatabase,
     JobExists,
     NoDatabase,
     SchemaMismatch,
@@ -174,6 +175,8 @@ class Store:
 
         before = self.revision()
         head = schema.head_revision()
+        if before is None:
+            before = self._refuse_foreign()
         if before is not None and before not in schema.known_revisions():
             raise _too_new(self.url, before, head)
         try:
@@ -202,17 +205,7 @@ class Store:
         head = schema.head_revision()
         current = self.revision()
         if current is None:
-            with self.connect() as conn:
-                existing = {t for t in schema.table_names(conn) if not t.startswith("sqlite_")}
-                # Read again after listing the tables: another process creating the
-                # schema commits tables and version together, so seeing its tables
-                # means seeing its version too.
-                current = schema.current_revision(conn)
-            if current is None and existing:
-                shown = ", ".join(sorted(existing)[:5]) + (", ..." if len(existing) > 5 else "")
-                raise SchemaMismatch(self.url, None, head,
-                                     f"it has tables ({shown}) but no alembic_version; it was "
-                                     "not made by collector, which leaves it alone")
+            current = self._refuse_foreign()
         if current == head:
             return
         if current is None and not create:
@@ -230,6 +223,19 @@ class Store:
         if current in schema.known_revisions():
             raise SchemaMismatch(self.url, current, head, "run `collector db upgrade`")
         raise _too_new(self.url, current, head)
+
+    def _refuse_foreign(self) -> str | None:
+        """For a database without a revision: ForeignDatabase when it holds tables collector
+        did not make (another application's), else its revision read again."""
+        with self.connect() as conn:
+            existing = {t for t in schema.table_names(conn) if not t.startswith("sqlite_")}
+            # Read again after listing the tables: another process creating the
+            # schema commits tables and version together, so seeing its tables
+            # means seeing its version too.
+            current = schema.current_revision(conn)
+        if current is None and existing:
+            raise ForeignDatabase(self.url, sorted(existing))
+        return current
 
     def info(self) -> DatabaseInfo:
         """Which database, which revision, how many rows (when the schema is there)."""

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -56,13 +56,7 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
     ``create``, a SQLite file that does not exist is NoDatabase, and nothing
     is created.
     """
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        detail = f" ({exc})" if isinstance(exc, ValueError) else ""
-        raise ConfigError(f"database URL {without_password(url)!r} is not a valid URL{detail} "
-                          "(use a file path, sqlite:///PATH or postgresql://USER@HOST/DB)"
-                          ) from None
+    parsed = parse_database_url(url)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -101,6 +95,43 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
         event.listen(engine, "connect", lambda conn, _record: _sqlite_connect(conn, busy_ms))
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def parse_database_url(url: str) -> URL:
+    """A database URL parsed by SQLAlchemy; ConfigError, never showing a password, if it
+    cannot be.
+
+    A password with a raw ``@`` in it (``postgresql://me:p@ss@host/db``) is
+    taken as people mean it, up to the last ``@``, as the standard library
+    splits an authority; SQLAlchemy would take ``ss@host`` for the host.
+    """
+    parsed = _parsed(url)
+    if parsed is None:
+        raise ConfigError(f"database URL {shown_database_url(url)!r} is not a valid URL "
+                          "(use a file path, sqlite:///PATH or postgresql://USER@HOST/DB)")
+    return parsed
+
+
+def shown_database_url(url: str) -> str:
+    """A database URL as a message may show it: the password as ``***``, whatever it holds."""
+    parsed = _parsed(url)
+    if parsed is None:
+        return without_password(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+def _parsed(url: str) -> URL | None:
+    try:
+        parsed = make_url(url)
+        if parsed.host and "@" in parsed.host:
+            spilled, _, host = parsed.host.rpartition("@")
+            if parsed.password is not None:
+                parsed = parsed.set(password=f"{parsed.password}@{spilled}", host=host)
+            else:
+                parsed = parsed.set(username=f"{parsed.username}@{spilled}", host=host)
+    except (ArgumentError, ValueError):
+        return None
+    return parsed
 
 
 def _sqlite_connect(dbapi_connection: Any, busy_ms: int) -> None:
