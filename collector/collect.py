@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from collector.errors import DatabaseUnavailable, DataRejected, StoreError
+from collector.errors import DatabaseUnavailable, DataRejected, SpoolFull, StoreError
 from collector.results import BatchResult, Trigger
 from collector.secrets import prepare
 from collector.settings import worker_id
@@ -48,6 +48,7 @@ class Outcome:
     store_error: StoreError | None = None
     skipped: Literal["claimed_elsewhere", "previous_running"] | None = None
     spooled: Path | None = None  # where the batch waits for the database
+    spool_error: SpoolFull | None = None  # it should have been spooled and could not be
 
     @property
     def stored(self) -> bool:
@@ -125,8 +126,13 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     except StoreError as exc:
         spooled = None
         if spool is not None and isinstance(exc, DatabaseUnavailable):
-            spooled = spool.put(Spooled(
-                batch_key=batch_key, job_name=job_name, trigger=trigger,
-                scheduled_for=scheduled_for, claimed=claimed, worker=worker, result=result))
+            try:
+                spooled = spool.put(Spooled(
+                    batch_key=batch_key, job_name=job_name, trigger=trigger,
+                    scheduled_for=scheduled_for, claimed=claimed, worker=worker,
+                    result=result, database=store.url))
+            except OSError as spool_exc:  # a full disk, a read-only folder: the batch is lost
+                return Outcome(job_name=job_name, result=result, store_error=exc,
+                               spool_error=SpoolFull(spool.folder, spool_exc))
         return Outcome(job_name=job_name, result=result, store_error=exc, spooled=spooled)
     return Outcome(job_name=job_name, result=result, batch_id=batch_id)

@@ -18,6 +18,7 @@ codes in one place (``collector.cli``)::
         │                          or timed out: transient, worth trying again
         ├── DataRejected           the database refused what was written: not transient
         ├── BatchNotStored         a batch ran (and was shown) but saving it failed
+        ├── SpoolFull              nor could the spool keep it (a full disk), with .folder
         └── SchemaMismatch         schema older/newer than this collector
 
 Losing a claim to another daemon is not an error: ``Store.claim`` returns None.
@@ -155,17 +156,31 @@ class DataRejected(StoreError):
         super().__init__(f"database {url} refused the data: {reason}")
 
 
+class SpoolFull(StoreError):
+    """The spool could not keep a batch the database could not take: it is lost."""
+
+    def __init__(self, folder: object, cause: OSError) -> None:
+        self.folder = folder
+        self.reason = cause.strerror or str(cause)
+        super().__init__(f"the spool {folder} cannot keep it: {self.reason}")
+
+
 class BatchNotStored(StoreError):
     """A batch ran but saving it failed; the caller has already shown the result.
 
-    ``.spooled`` is where it waits for the database, when it was spooled.
+    ``.spooled`` is where it waits for the database, when it was spooled;
+    ``.spool_error`` why it could not be spooled, when it could not.
     """
 
-    def __init__(self, cause: StoreError, spooled: object = None) -> None:
+    def __init__(self, cause: StoreError, spooled: object = None,
+                 spool_error: SpoolFull | None = None) -> None:
         self.cause = cause
         self.spooled = spooled
+        self.spool_error = spool_error
         kept = (f"; it is kept in the spool ({spooled}) and stored by `collector spool flush` "
                 "or a running daemon once the database answers") if spooled else ""
+        if spool_error is not None:
+            kept = f", and {spool_error}"
         super().__init__(f"the batch ran (printed above) but was not stored: {cause}{kept}")
 
 

@@ -48,6 +48,9 @@ class Metrics:
         self.jobs = Gauge("collector_jobs_scheduled", "Jobs this daemon schedules.", registry=r)
         self.spool_depth = Gauge("collector_spool_depth", "Batches waiting in the spool for the "
                                  "database.", registry=r)
+        self.spool_write_failures = Counter(
+            "collector_spool_write_failures", "Batches the database could not take and the "
+            "spool could not keep either (a full or read-only disk): lost.", registry=r)
         self._server: WSGIServer | None = None
 
     def batch(self, job: str, result: BatchResult, *, stored: bool) -> None:

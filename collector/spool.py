@@ -2,10 +2,15 @@
 
 One file per batch in the spool folder, written to a temporary name, fsynced
 and renamed, so a crash leaves a whole file or none. The format is versioned
-JSON. :meth:`Spool.replay` stores them oldest first as soon as the database
-answers; each carries a unique ``batch_key`` (or the id of the batch it
-claimed), so a replay after a crash never stores a batch twice. A file the
-database refuses is moved to ``rejected/`` beside them, never deleted.
+JSON. Each file names the database it belongs to (its URL, the password as
+``***``); :meth:`Spool.replay` stores a store's own batches oldest first as
+soon as its database answers and leaves every other database's alone. Each
+carries a unique ``batch_key`` (or the id of the batch it claimed), so a
+replay after a crash never stores a batch twice. A file the database refuses
+is moved to ``rejected/`` beside them, never deleted.
+
+Format 1 (collector before the destination was recorded) still replays: its
+batches belong to whichever database replays them, as they did then.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+_READABLE = (1, 2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +49,7 @@ class Spooled:
     claimed: int | None  # the id of the running row it claimed, if it did
     worker: str
     result: BatchResult
+    database: str | None = None  # its URL as shown (no password); None: format 1
 
 
 @dataclass(frozen=True)
@@ -102,16 +109,31 @@ class Spool:
 
     def read(self, path: Path) -> Spooled:
         document = json.loads(path.read_bytes())
-        if document.get("format") != FORMAT:
-            raise ValueError(f"format {document.get('format')!r}, not {FORMAT}")
+        if document.get("format") not in _READABLE:
+            raise ValueError(f"format {document.get('format')!r}, not one of {_READABLE}")
         return _decode(document)
 
-    def replay(self, store: Store, *, limit: int | None = None) -> Replayed:
-        """Store spooled batches oldest first until the database stops answering."""
+    def destinations(self) -> dict[str | None, int]:
+        """How many batches wait for each database (None: format 1, any database)."""
+        counts: dict[str | None, int] = {}
+        for path in self.paths():
+            try:
+                database = self.read(path).database
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # replay moves it to rejected/
+            counts[database] = counts.get(database, 0) + 1
+        return counts
+
+    def replay(self, store: Store, *, limit: int | None = None,
+               legacy: bool = True) -> Replayed:
+        """Store the batches spooled for ``store``'s database (and, with ``legacy``, those
+        of format 1), oldest first, until the database stops answering; other
+        databases' are left and not counted."""
         stored = duplicates = rejected = 0
         paths = self.paths()
+        tried = 0
         for done, path in enumerate(paths):
-            if limit is not None and done >= limit:
+            if limit is not None and tried >= limit:
                 break
             try:
                 entry = self.read(path)
@@ -121,10 +143,14 @@ class Spool:
                 self._reject(path, f"unreadable: {exc}")
                 rejected += 1
                 continue
+            if entry.database != store.url and (entry.database is not None or not legacy):
+                continue  # another database's: never stored here
+            tried += 1
             try:
                 written = _write(store, entry)
             except DatabaseUnavailable:
-                return Replayed(stored, duplicates, rejected, len(paths) - done)
+                return Replayed(stored, duplicates, rejected,
+                                self._waiting_for(store, paths[done:], legacy))
             except StoreError as exc:
                 self._reject(path, str(exc))
                 rejected += 1
@@ -136,7 +162,18 @@ class Spool:
                 log.info("spooled batch %s of %s was stored already (or its fire ran "
                          "elsewhere): dropped", entry.batch_key, entry.job_name)
             path.unlink(missing_ok=True)
-        return Replayed(stored, duplicates, rejected, self.depth())
+        return Replayed(stored, duplicates, rejected,
+                        self._waiting_for(store, self.paths(), legacy))
+
+    def _waiting_for(self, store: Store, paths: list[Path], legacy: bool) -> int:
+        waiting = 0
+        for path in paths:
+            try:
+                database = self.read(path).database
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            waiting += database == store.url or (legacy and database is None)
+        return waiting
 
     def _reject(self, path: Path, why: str) -> None:
         folder = self.folder / "rejected"
@@ -176,7 +213,8 @@ def _fsync_folder(folder: Path) -> None:
 def _encode(entry: Spooled) -> dict[str, Any]:
     result = entry.result
     return {
-        "format": FORMAT, "batch_key": entry.batch_key, "job_name": entry.job_name,
+        "format": FORMAT, "database": entry.database,
+        "batch_key": entry.batch_key, "job_name": entry.job_name,
         "trigger": entry.trigger, "claimed": entry.claimed, "worker": entry.worker,
         "scheduled_for": _time(entry.scheduled_for),
         "result": {
@@ -218,4 +256,5 @@ def _decode(document: dict[str, Any]) -> Spooled:
     return Spooled(batch_key=document["batch_key"], job_name=document["job_name"],
                    trigger=document["trigger"], claimed=document["claimed"],
                    worker=document["worker"], result=result,
+                   database=document.get("database"),
                    scheduled_for=None if scheduled is None else datetime.fromisoformat(scheduled))

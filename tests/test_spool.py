@@ -15,7 +15,7 @@ from collector.collect import collect
 from collector.models import batches
 from collector.runner import run_batch
 from collector.spec import BatchSpec
-from collector.spool import Spool, Spooled, new_batch_key
+from collector.spool import Replayed, Spool, Spooled, new_batch_key
 from collector.store import open_store
 from tests.cli import assert_one_line_error, invoke
 from tests.conftest import database_outage
@@ -43,7 +43,78 @@ def test_a_spooled_batch_reads_back_whole(tmp_path: Path, server: LocalServer) -
     assert spool.paths() == [path] and spool.depth() == 1
     assert [p.name for p in spool.folder.iterdir()] == [path.name]  # no temporary left
     assert spool.read(path) == original
-    assert json.loads(path.read_text())["format"] == 1
+    assert json.loads(path.read_text())["format"] == 2
+
+
+def test_a_spool_file_of_format_1_still_replays(db_url: str, tmp_path: Path,
+                                                server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    path = spool.put(entry(server))
+    document = json.loads(path.read_text())
+    del document["database"]
+    path.write_text(json.dumps({**document, "format": 1}))
+    assert spool.read(path).database is None
+    with open_store(db_url) as store:
+        assert spool.replay(store).stored == 1  # it belongs to whichever database replays it
+    assert spool.depth() == 0
+
+
+def test_a_spooled_batch_lands_only_in_its_own_database(tmp_path: Path, db_url: str,
+                                                        server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    with open_store(db_url) as mine, open_store(elsewhere) as other:
+        spool.put(entry(server, database=mine.url))
+        assert spool.replay(other) == Replayed(0, 0, 0, 0)  # not the other's to store
+        assert other.info().row_counts["batches"] == 0
+        assert spool.destinations() == {mine.url: 1}
+        assert spool.replay(mine).stored == 1
+
+
+def test_spool_flush_stores_each_batch_in_its_own_database(
+        tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool_dir = tmp_path / "spool"
+    monkeypatch.setenv("COLLECTOR_SPOOL_DIR", str(spool_dir))
+    spool = Spool(spool_dir)
+    first, second = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
+    for url in (first, second):
+        open_store(url).close()
+        spool.put(entry(server, database=url))
+    code, out, err = invoke("spool", "flush", "--db", first)  # only a.db's
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [f"{first}: stored 1, already stored 0, rejected 0, left 0",
+                                "1 batches wait for other databases (collector spool status "
+                                "lists them)"]
+    assert f"for {second}: 1" in invoke("spool", "status")[1]
+    code, out, err = invoke("spool", "flush")  # every database its own; none in the default
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [f"{second}: stored 1, already stored 0, rejected 0, left 0"]
+    assert [len(stored_batches(url)) for url in (first, second)] == [1, 1]
+    default = tmp_path / "xdg" / "collector" / "collector.db"
+    assert not default.exists()
+    assert invoke("spool", "flush")[1].strip() == "the spool: nothing waiting"
+
+
+def test_a_spool_that_cannot_write_loses_the_batch_in_one_line(
+        tmp_path: Path, postgres_url: str, server: LocalServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder that cannot be written to stands in for a full disk (both are OSErrors
+    # from the same write); root may write anywhere, so the spool is a file's child.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("COLLECTOR_SPOOL_DIR", str(tmp_path / "file" / "spool"))
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "--db", postgres_url)
+    assert code == 0  # the database answered: the spool was never needed
+    outage = database_outage(postgres_url)
+    server.before_answer = outage.__enter__
+    try:
+        code, out, err = invoke("run-once", "--url", server.url("/search"), "--db",
+                                postgres_url, "--json")
+    finally:
+        outage.__exit__(None, None, None)
+        server.before_answer = None
+    assert code == 1 and json.loads(out)["requests"][0]["status"] == 200  # shown, at least
+    assert_one_line_error(err, "was not stored: database ", f"and the spool {tmp_path}",
+                          "cannot keep it: Not a directory")
 
 
 def test_replay_stores_each_batch_once(db_url: str, tmp_path: Path, server: LocalServer) -> None:
@@ -117,10 +188,11 @@ def test_run_once_spools_and_flush_stores(postgres_url: str, server: LocalServer
     assert_one_line_error(err, "was not stored: database ", "it is kept in the spool (",
                           "collector spool flush")
     assert "waiting: 1" in invoke("spool", "status")[1]
+    shown = make_url(postgres_url).render_as_string(hide_password=True)
     code, out, _ = invoke("spool", "flush", "--db", postgres_url)
-    assert (code, out.strip()) == (0, "stored 1, already stored 0, rejected 0, left 0")
+    assert (code, out.strip()) == (0, f"{shown}: stored 1, already stored 0, rejected 0, left 0")
     code, out, _ = invoke("spool", "flush", "--db", postgres_url)
-    assert out.strip() == "stored 0, already stored 0, rejected 0, left 0"
+    assert out.strip() == f"{shown}: nothing waiting"
     assert len(stored_batches(postgres_url)) == 1
 
 
@@ -163,3 +235,15 @@ def test_a_daemon_goes_on_through_an_outage_and_stores_every_fire_once(
     with open_store(postgres_url) as store, store.connect() as conn:
         assert conn.execute(select(batches.c.status).where(
             batches.c.status != "ok")).all() == []
+
+
+def test_collect_says_when_the_spool_cannot_keep_a_batch(db_url: str, tmp_path: Path,
+                                                         server: LocalServer) -> None:
+    (tmp_path / "file").write_text("")
+    spool = Spool(tmp_path / "file" / "spool")
+    spec = BatchSpec(url=server.url("/search"))
+    with open_store(db_url, busy_timeout=0.2) as store, database_outage(db_url):
+        outcome = collect("j", spec, store=store, spool=spool)
+    assert outcome.result is not None and outcome.transient
+    assert outcome.spooled is None and outcome.spool_error is not None
+    assert "cannot keep it: Not a directory" in str(outcome.spool_error)

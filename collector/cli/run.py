@@ -262,7 +262,8 @@ class _Show:
             typer.echo(batch_table(result, job_name=outcome.job_name,
                                    batch_id=outcome.batch_id, where=where))
         not_stored = (None if outcome.store_error is None
-                      else BatchNotStored(outcome.store_error, outcome.spooled))
+                      else BatchNotStored(outcome.store_error, outcome.spooled,
+                                          outcome.spool_error))
         if signal_number is not None:
             if not_stored is not None:
                 typer.echo(f"collector: error: {not_stored}", err=True)

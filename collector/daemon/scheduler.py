@@ -225,6 +225,10 @@ class Daemon:
         if outcome.spooled is not None:
             log.warning("batch spooled: %s: %s", text, outcome.store_error,
                         extra={"batch": {**fields, "spooled": str(outcome.spooled)}})
+        elif outcome.spool_error is not None:
+            self.metrics.spool_write_failures.inc()
+            log.error("batch lost: %s: %s, and %s", text, outcome.store_error,
+                      outcome.spool_error, extra={"batch": fields})
         elif outcome.store_error is not None:
             log.error("batch not stored: %s: %s", text, outcome.store_error,
                       extra={"batch": fields})
