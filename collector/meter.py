@@ -21,6 +21,8 @@ Nothing here overrides a private urllib3 method.
 
 from __future__ import annotations
 
+import http.client
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,30 +32,68 @@ from typing import Any, Self
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import ConnectionPool
-from urllib3.response import BaseHTTPResponse
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.response import BaseHTTPResponse, HTTPResponse
 from urllib3.util import Retry
 
+from collector.deadline import Deadline, Phase, Watchdog
 from collector.results import ErrorKind, FailedAttempt
 
 
 class Meter:
-    """One pool's TCP connections, and per thread, what its current request went over."""
+    """One pool's TCP connections, and per thread, what its current request went over.
 
-    def __init__(self) -> None:
+    With a ``watchdog``, a request begun with a :class:`~collector.deadline.Deadline`
+    has its clock started when it first has a connection, and is watched from then.
+    """
+
+    def __init__(self, watchdog: Watchdog | None = None) -> None:
         self._lock = threading.Lock()
         self._current = threading.local()
+        self._watchdog = watchdog
         self.tcp_connections = 0
 
-    def begin_request(self) -> None:
+    def begin_request(self, deadline: Deadline | None = None) -> None:
         """A request starts on this thread: nothing connected or sent for it yet."""
         self._current.connect_ms = None
         self._current.reused = False
         self._current.on_connection = None
+        self._current.deadline = deadline
+
+    def end_request(self) -> None:
+        """This thread's request is over (call before its connection goes back to the pool)."""
+        deadline: Deadline | None = self._current.deadline
+        if deadline is not None and self._watchdog is not None:
+            self._watchdog.done(deadline)
+
+    def deadline(self) -> Deadline | None:
+        """This thread's request's deadline, if it has a total timeout."""
+        deadline: Deadline | None = self._current.deadline
+        return deadline
 
     def touched(self) -> None:
         """This thread's request has a connection now (its wait for the pool is over)."""
         if self._current.on_connection is None:
             self._current.on_connection = time.perf_counter()
+            deadline = self._current.deadline
+            if deadline is not None and deadline.start() and self._watchdog is not None:
+                self._watchdog.watch(deadline)
+
+    def cap_timeout(self, timeout: float | None, phase: Phase) -> float | None:
+        """``timeout`` (seconds, None: none) shortened to what this thread's request has
+        left, which is now in ``phase``."""
+        deadline: Deadline | None = self._current.deadline
+        if deadline is None:
+            return timeout
+        deadline.phase = phase
+        left = max(deadline.remaining(), 0.001)
+        return min(timeout, left) if isinstance(timeout, int | float) else left
+
+    def on_socket(self, sock: socket.socket | None) -> None:
+        """The socket this thread's request reads from now: the one its deadline cuts."""
+        deadline: Deadline | None = self._current.deadline
+        if deadline is not None:
+            deadline.sock = sock
 
     def on_connection_at(self) -> float | None:
         """When (``perf_counter``) this thread's request first had a connection, if it did."""
@@ -74,6 +114,24 @@ class Meter:
         return self._current.reused, self._current.connect_ms
 
 
+class FinalResponse(http.client.HTTPResponse):
+    """http.client's response, past any 1xx informational response to the final one.
+
+    http.client skips ``100 Continue`` itself, but returns a ``103 Early Hints``
+    as if it were the answer; ``101`` (a protocol switch) is final. This is the
+    connections' ``response_class``, http.client's own hook for its response.
+    """
+
+    informational = 0  # 1xx responses skipped
+
+    def begin(self) -> None:
+        super().begin()
+        while 100 <= self.status < 200 and self.status != 101:
+            self.informational += 1
+            self.headers = self.msg = None  # type: ignore[assignment]  # begin() reads anew
+            super().begin()
+
+
 class CountingHTTPConnection(HTTPConnection):
     """urllib3's HTTPConnection, counted by the Meter given as the ``meter`` keyword argument.
 
@@ -81,6 +139,8 @@ class CountingHTTPConnection(HTTPConnection):
     already carried a request since it was connected. (HTTPS connects before
     ``request()``, plain HTTP inside it.)
     """
+
+    response_class = FinalResponse
 
     def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,6 +150,7 @@ class CountingHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         self._meter.touched()
         self._meter.sent(reused=False)  # an attempt that connects is on a new connection
+        self.timeout = self._meter.cap_timeout(self.timeout, "connect")
         start = time.perf_counter()
         try:
             super().connect()
@@ -106,8 +167,16 @@ class CountingHTTPConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._meter.touched()
         self._meter.sent(reused=self.sock is not None and self._carried_request)
+        self._meter.on_socket(self.sock)
         super().request(*args, **kwargs)  # plain HTTP connects in here
+        self._meter.on_socket(self.sock)
         self._carried_request = True
+
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        # The status line and headers may come a byte at a time: each read waits at
+        # most what the request has left, and the watchdog cuts the rest.
+        self.timeout = self._meter.cap_timeout(self.timeout, "headers")
+        return super().getresponse()
 
 
 class CountingHTTPSConnection(CountingHTTPConnection, HTTPSConnection):
@@ -139,13 +208,16 @@ class AttemptLog:
 
 
 class AttemptRetry(Retry):
-    """``Retry`` that records each failed attempt in ``log`` (carried over by ``new()``)."""
+    """``Retry`` that records each failed attempt in ``log`` and never tries again, or
+    waits, past the request's ``deadline`` (both carried over by ``new()``)."""
 
     log: AttemptLog | None = None
+    deadline: Deadline | None = None
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
         retry.log = self.log
+        retry.deadline = self.deadline
         return retry
 
     def increment(self, method: str | None = None, url: str | None = None,
@@ -155,11 +227,26 @@ class AttemptRetry(Retry):
         if self.log is not None and error is not None:
             self.log.record(error)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.deadline is not None and not self.deadline.allows(retry.wait(response)):
+            # Out of time: a response is the answer as it is, an error the request's own.
+            raise MaxRetryError(_pool, url, reason=error or ResponseError(  # type: ignore[arg-type]
+                f"no time left for another attempt within {self.deadline.total:g}s"))
         if self.log is not None and error is None and response is not None:
             # A status the job retries, and it will be tried again (when the retries
             # are used up, urllib3 returns this response: it is the request's answer).
             self.log.record_status(response.status, response.reason)
         return retry
+
+    def wait(self, response: BaseHTTPResponse | None) -> float:
+        """How long :meth:`sleep` will wait before the next attempt."""
+        if self.respect_retry_after_header and response is not None:
+            try:
+                after = self.get_retry_after(response)
+            except InvalidHeader:
+                after = None
+            if after:
+                return after
+        return self.get_backoff_time()
 
 
 def _ms_since(start: float) -> float:

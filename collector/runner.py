@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -38,6 +39,7 @@ from urllib3.exceptions import (
     IncompleteRead,
     InsecureRequestWarning,
     InvalidChunkLength,
+    InvalidHeader,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
@@ -49,6 +51,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout, parse_url
 
 from collector import __version__
+from collector.deadline import Deadline, Watchdog
 from collector.meter import (
     AttemptLog,
     AttemptRetry,
@@ -101,7 +104,8 @@ def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
         requests = [_unsent(shown, position, query, problem)
                     for position, query in enumerate(shown_queries)]
         return _result(shown, started_at, requests, counts=(0, 0, 0))
-    meter = Meter()
+    watchdog = Watchdog() if spec.timeout.total else None
+    meter = Meter(watchdog)
     target = _target(spec)
     display = target if shown is spec else _shown_target(shown)
     pool = _open_pool(spec, meter, shown_url=shown.url)
@@ -125,6 +129,8 @@ def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
         counts = (pool.num_connections, pool.num_requests, meter.tcp_connections)
     finally:
         pool.close()
+        if watchdog is not None:
+            watchdog.close()
     requests = [r for r in sent if r is not None]
     return _result(shown, started_at, requests, counts=counts,
                    interrupted=len(requests) < len(queries))
@@ -204,16 +210,18 @@ def _open_pool(spec: BatchSpec, meter: Meter, *, shown_url: str) -> HTTPConnecti
     return pool
 
 
-def _retry(spec: BatchSpec, attempts: AttemptLog) -> AttemptRetry:
+def _retry(spec: BatchSpec, attempts: AttemptLog, deadline: Deadline | None) -> AttemptRetry:
     # Statuses are data, retried only when the job lists them (retry_statuses), never
     # raised; redirects returned as they are. Retry-After is honoured for the listed
-    # statuses up to retry_after_max, and never past the total timeout.
-    cap = min(spec.retry_after_max, spec.timeout.total or spec.retry_after_max)
+    # statuses up to retry_after_max; a wait or an attempt that would end past the
+    # total timeout is not made (the deadline).
     retry = AttemptRetry(total=spec.retries, redirect=False, raise_on_status=False,
                          status_forcelist=spec.retry_statuses or None,
                          respect_retry_after_header=bool(spec.retry_statuses),
-                         retry_after_max=max(0, int(cap)), backoff_factor=0.2, backoff_max=5)
+                         retry_after_max=max(0, int(spec.retry_after_max)), backoff_factor=0.2,
+                         backoff_max=5)
     retry.log = attempts
+    retry.deadline = deadline
     return retry
 
 
@@ -250,7 +258,8 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
         shown_url = shown_target.origin + shown_path
 
     attempts = AttemptLog(classify)
-    meter.begin_request()
+    deadline = Deadline(spec.timeout.total) if spec.timeout.total else None
+    meter.begin_request(deadline)
     started_at = datetime.now(UTC)
     start = time.perf_counter()
     status = content_type = content_length = ttfb_ms = None
@@ -259,23 +268,32 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
     error: tuple[ErrorKind, str] | None = None
     try:
         response = pool.urlopen(spec.method, path, body=body, headers=headers,
-                                retries=_retry(spec, attempts), redirect=False,
+                                retries=_retry(spec, attempts, deadline), redirect=False,
                                 preload_content=False, decode_content=False)
         if spec.follow_redirects:
-            response = _follow(pool, spec, target, path, body, headers, response, attempts)
+            response = _follow(pool, meter, spec, target, path, body, headers, response,
+                               attempts, deadline)
     except Exception as exc:  # one failing request never stops the batch
-        error = classify(exc)
+        meter.end_request()
+        error = _total_timeout(deadline) or classify(exc)
         sent = meter.on_connection_at() or start
     else:
         # Times start when the request had a connection: waiting for the pool is apart.
         sent = meter.on_connection_at() or start
-        ttfb_ms = _ms_since(sent)
-        status = response.status
-        content_type = response.headers.get("Content-Type")
-        content_length = _int_header(response.headers.get("Content-Length"))
+        if deadline is not None and deadline.cut == "headers":
+            # Cut halfway through its headers: http.client took what it had for a response.
+            error = _total_timeout(deadline)
+        else:
+            ttfb_ms = _ms_since(sent)
+            status = response.status
+            content_type = response.headers.get("Content-Type")
+            content_length = _int_header(response.headers.get("Content-Length"))
+            error = _length_problem(response)
         try:
-            body_length, sha256, error = _read_body(response, spec, sent)
+            if error is None:
+                body_length, sha256, error = _read_body(response, spec, deadline)
         finally:
+            meter.end_request()  # before the connection can carry another request
             if error is not None:
                 response.close()  # a half-read connection is never reused
             response.release_conn()
@@ -302,9 +320,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 
 
-def _follow(pool: HTTPConnectionPool, spec: BatchSpec, target: _Target, path: str,
+def _follow(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Target, path: str,
             body: bytes | None, headers: dict[str, str], response: BaseHTTPResponse,
-            attempts: AttemptLog) -> BaseHTTPResponse:
+            attempts: AttemptLog, deadline: Deadline | None) -> BaseHTTPResponse:
     """Follow redirects to the same origin through the batch's pool, each hop recorded.
 
     A redirect to another origin, or past MAX_REDIRECTS, is the answer as it is.
@@ -321,6 +339,7 @@ def _follow(pool: HTTPConnectionPool, spec: BatchSpec, target: _Target, path: st
             return response  # another origin: recorded, not followed
         attempts.record_redirect(response.status, following)
         response.drain_conn()
+        meter.on_socket(None)  # the connection goes back to the pool: not ours to cut
         response.release_conn()
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, body = "GET", None
@@ -328,38 +347,36 @@ def _follow(pool: HTTPConnectionPool, spec: BatchSpec, target: _Target, path: st
         if parts.query:
             path += "?" + parts.query
         response = pool.urlopen(method, path, body=body, headers=headers,
-                                retries=_retry(spec, attempts), redirect=False,
+                                retries=_retry(spec, attempts, deadline), redirect=False,
                                 preload_content=False, decode_content=False)
     return response
 
 
-def _read_body(response: BaseHTTPResponse, spec: BatchSpec,
-               sent: float) -> tuple[int, str | None, tuple[ErrorKind, str] | None]:
+def _read_body(response: BaseHTTPResponse, spec: BatchSpec, deadline: Deadline | None
+               ) -> tuple[int, str | None, tuple[ErrorKind, str] | None]:
     """Stream the body as delivered, hashing it; never holds more than one chunk.
 
-    With a total timeout the body must be complete by ``sent + total``: each read
-    waits at most what is left of it (a trickling server is cut off on time), and
-    the bytes that did arrive are counted either way.
+    With a total timeout the body must be complete by the request's deadline:
+    each read waits at most what is left of it (and the watchdog cuts a read that
+    would not return), and the bytes that did arrive are counted either way.
     """
     digest = hashlib.sha256()
     length = 0
-    total = spec.timeout.total
-    deadline = sent + total if total else None
     sock = getattr(response.connection, "sock", None)
+    if deadline is not None:
+        deadline.phase = "body"
     while True:
         if deadline is not None:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return length, None, _total_timeout(spec)
+            remaining = deadline.remaining()
+            if deadline.passed():
+                return length, None, _total_timeout(deadline)
             if sock is not None:
                 sock.settimeout(min(spec.timeout.read, remaining))
         try:
             chunk = response.read1(min(_CHUNK, spec.max_body + 1 - length),
                                    decode_content=False)
         except Exception as exc:
-            if deadline is not None and time.perf_counter() >= deadline - 0.01:
-                return length, None, _total_timeout(spec)
-            return length, None, classify(exc)
+            return length, None, _total_timeout(deadline) or classify(exc)
         if not chunk:
             return length, digest.hexdigest(), None
         length += len(chunk)
@@ -372,34 +389,90 @@ def _read_body(response: BaseHTTPResponse, spec: BatchSpec,
             return length, digest.hexdigest(), None
 
 
-def _total_timeout(spec: BatchSpec) -> tuple[ErrorKind, str]:
-    return "read_timeout", f"body not complete within the total timeout ({spec.timeout.total:g}s)"
+def _total_timeout(deadline: Deadline | None) -> tuple[ErrorKind, str] | None:
+    """The request's error when its total timeout is what ended it, else None."""
+    if deadline is None or not deadline.passed():
+        return None
+    kind: ErrorKind = "connect_timeout" if (deadline.cut or deadline.phase) == "connect" \
+        else "read_timeout"
+    return kind, deadline.describe()
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
-    """urllib3's exception as an error kind and a one-line message (at most 500 characters)."""
+    """urllib3's exception as an error kind and a one-line message (at most 500 characters)
+    in the user's words: where, and what happened, without urllib3's class names."""
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     kind: ErrorKind
+    where = _where(exc)
     if isinstance(exc, NameResolutionError):
-        kind = "dns"
+        kind, message = "dns", f"cannot resolve {where}: {_cause(exc)}"
     elif isinstance(exc, NewConnectionError):
         refused = isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError)
         kind = "connect_refused" if refused else "other"
+        message = (f"connection to {where} refused" if refused
+                   else f"cannot connect to {where}: {_cause(exc)}")
     elif isinstance(exc, ConnectTimeoutError):
-        kind = "connect_timeout"
+        kind, message = "connect_timeout", f"no connection to {where} in time: {_cause(exc)}"
     elif isinstance(exc, ReadTimeoutError | TimeoutError):
-        kind = "read_timeout"
+        kind, message = "read_timeout", f"no answer from {where} in time: {_cause(exc)}"
     elif isinstance(exc, SSLError):
-        kind = "tls"
-    elif isinstance(exc, ProtocolError | IncompleteRead | InvalidChunkLength):
-        kind = "protocol"
+        kind, message = "tls", f"TLS with {where} failed: {_cause(exc)}"
+    elif isinstance(exc, ProtocolError | IncompleteRead | InvalidChunkLength | InvalidHeader):
+        kind, message = "protocol", f"broken or invalid HTTP reply: {_cause(exc)}"
     else:
-        kind = "other"
+        kind, message = "other", _cause(exc)
         if not isinstance(exc, HTTPError | OSError):
             log.warning("unexpected error from a request", exc_info=exc)
-    message = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return kind, message[:500]
+    return kind, " ".join(message.split())[:500]
+
+
+# urllib3 names the pool or connection object in its messages ("HTTPConnectionPool(host=
+# 'h', port=1): ", "<...CountingHTTPConnection object at 0x...>: "): facts of the code,
+# not of the request. The target is said once, as host:port.
+_INTERNALS = re.compile(r"\w*HTTPS?Connection(?:Pool)?\(host='[^']*', port=\d+\): |"
+                        r"<[\w.]+ object at 0x[0-9a-f]+>: ")
+
+
+def _where(exc: BaseException) -> str:
+    # NewConnectionError has .conn (and a deprecated .pool); the others a pool.
+    source = exc.conn if isinstance(exc, NewConnectionError) else getattr(exc, "pool", None)
+    host, port = getattr(source, "host", None), getattr(source, "port", None)
+    if isinstance(exc, NameResolutionError) or host is None:
+        found = re.search(r"host='([^']*)'(?:, port=(\d+))?", str(exc))
+        if found:
+            host, port = found.group(1), found.group(2) or port
+    if host is None:
+        return "the server"
+    return f"{host}:{port}" if port else str(host)
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, as the exception (or the one it wraps) says it."""
+    text = _INTERNALS.sub("", str(exc))
+    if isinstance(exc, ProtocolError) and len(exc.args) == 2:
+        # ("Connection broken: IncompleteRead(0 bytes read)", IncompleteRead(...))
+        inner = exc.args[1]
+        what = str(exc.args[0]).partition(":")[0].rstrip(".").lower()
+        detail = re.sub(r"^\w+\((.*)\)$", r"\1", str(inner)) or type(inner).__name__
+        text = f"{what}: {detail}"
+    if isinstance(exc, NameResolutionError):
+        text = str(exc.__cause__ or exc.__context__ or text)
+    return text or type(exc).__name__
+
+
+def _length_problem(response: BaseHTTPResponse) -> tuple[ErrorKind, str] | None:
+    """A Content-Length that is not one length (negative, not a number, two that differ):
+    the body's end cannot be known, so the response is a protocol error."""
+    values = [v.strip() for header in response.headers.getlist("Content-Length")
+              for v in header.split(",")]
+    if not values:
+        return None
+    if not all(v.isdigit() for v in values):
+        return "protocol", f"Content-Length {', '.join(values)!r} is not a length"
+    if len({int(v) for v in values}) > 1:
+        return "protocol", f"Content-Length headers disagree ({', '.join(values)})"
+    return None
 
 
 def _int_header(value: str | None) -> int | None:

@@ -21,6 +21,11 @@ FAULTS = {
     "/many-headers": "more than 100 headers",
     "/gzip-bomb": "a gzip body that inflates to 50 MB",
     "/silent": "accepts, reads the request, never answers",
+    "/trickle-headers": "the status line and headers one byte every 0.1 s, for ever",
+    "/early-hints": "a 103 Early Hints, then the real 200",
+    "/negative-length": "Content-Length: -5",
+    "/two-lengths": "two Content-Length headers that disagree",
+    "/busy-for-ever": "503 with Retry-After: 999999",
 }
 
 
@@ -82,7 +87,24 @@ class FaultServer:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain"
                          b"\r\n\r\nok")
             return True
-        if target == "/reset-in-headers":
+        if target == "/early-hints":
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        if target == "/busy-for-ever":
+            conn.sendall(b"HTTP/1.1 503 Busy\r\nRetry-After: 999999\r\nContent-Length: 0"
+                         b"\r\n\r\n")
+            return True
+        if target == "/trickle-headers":
+            for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 1000:
+                conn.sendall(bytes([byte]))
+                threading.Event().wait(0.1)
+        elif target == "/negative-length":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nhello")
+        elif target == "/two-lengths":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n"
+                         b"hello")
+        elif target == "/reset-in-headers":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Ty")
             _reset(conn)
         elif target == "/reset-in-body":

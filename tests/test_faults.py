@@ -33,6 +33,8 @@ def faults() -> Iterator[FaultServer]:
     ("/long-line", "protocol"),
     ("/many-headers", "protocol"),
     ("/silent", "read_timeout"),
+    ("/negative-length", "protocol"),
+    ("/two-lengths", "protocol"),
 ])
 def test_a_fault_is_one_row_and_the_batch_goes_on(faults: FaultServer, path: str,
                                                   kind: str) -> None:
@@ -48,6 +50,50 @@ def test_a_fault_is_one_row_and_the_batch_goes_on(faults: FaultServer, path: str
     assert result.num_requests == 3 and result.status == "partial"
     if path == "/reset-in-body":
         assert first.status == 200 and first.body_length == 100  # the bytes that arrived
+
+
+def test_an_informational_response_is_skipped_for_the_final_one(faults: FaultServer) -> None:
+    result = run_batch(BatchSpec(url=faults.url("/x"),
+                                 queries=({"f": "early-hints"}, {"f": "ok"})))
+    assert [(r.status, r.error_kind, r.body_length) for r in result.requests] == [
+        (200, None, 2), (200, None, 2)]
+    assert result.tcp_connections == 1  # and the connection carried on
+
+
+@pytest.mark.parametrize(("timeout", "path", "retries", "kind", "what"), [
+    # headers one byte every 0.1 s: each read is quick, the whole never ends
+    (2.0, "/trickle-headers", 0, "read_timeout", "response headers not complete"),
+    # with retries after the cut: no attempt starts past the deadline
+    (1.5, "/trickle-headers", 3, "read_timeout", "response headers"),
+    # a server that never answers, retried
+    (1.0, "/silent", 5, "read_timeout", "within the total timeout"),
+])
+def test_total_is_the_deadline_of_the_whole_request(faults: FaultServer, timeout: float,
+                                                    path: str, retries: int, kind: str,
+                                                    what: str) -> None:
+    import time
+
+    started = time.monotonic()
+    result = run_batch(BatchSpec(url=faults.url(path), retries=retries,
+                                 timeout=Timeouts(connect=1, read=5, total=timeout)))
+    took = time.monotonic() - started
+    (request,) = result.requests
+    assert (request.status, request.error_kind) == (None, kind), request.error
+    assert what in (request.error or "")
+    assert timeout - 0.05 < took < timeout + 0.5
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited_for(faults: FaultServer) -> None:
+    import time
+
+    started = time.monotonic()
+    result = run_batch(BatchSpec(url=faults.url("/busy-for-ever"), retries=2,
+                                 retry_statuses=(503,), retry_after_max=3600,
+                                 timeout=Timeouts(connect=1, read=1, total=3)))
+    took = time.monotonic() - started
+    (request,) = result.requests
+    assert (request.status, request.error_kind, request.attempts) == (503, None, 1)
+    assert took < 1  # the 503 is the answer, at once
 
 
 def test_a_gzip_bomb_is_counted_as_delivered(faults: FaultServer) -> None:
