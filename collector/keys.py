@@ -10,9 +10,9 @@ batch runs.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from collector.quantities import parse_duration, parse_size, show
@@ -28,6 +28,22 @@ REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
 
 def has_reference(text: str) -> bool:
     return REFERENCE.search(text) is not None
+
+
+def reference_problem(text: str) -> str | None:
+    """Why a ``${`` in ``text`` does not start a reference (unterminated, a credential
+    name with a path in it, a bad variable name), or None."""
+    start = text.find("${")
+    while start != -1:
+        found = REFERENCE.match(text, start)
+        if found is None:
+            end = text.find("}", start)
+            written = text[start:end + 1] if end != -1 else text[start:start + 40]
+            return (f"{show(written)} is not a reference: write ${{VAR}} or "
+                    "${credential:NAME} (a name of letters, digits, '_', '.', '-', no path); "
+                    "a literal ${ is %24%7B in a URL")
+        start = text.find("${", found.end())
+    return None
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -72,9 +88,19 @@ def _url(value: object) -> str:
                                 "every request: send credentials in headers (Authorization)")
     if parts.fragment:
         raise KeyProblem("url", f"{shown} has a #fragment, which is never sent")
+    if (problem := reference_problem(value)) is not None:
+        raise KeyProblem("url", problem)
     if has_reference(parts.netloc):
         raise KeyProblem("url", f"{shown}: a ${{...}} reference may stand in the path or the "
                                 "query, not in the host")
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        parse_url(value)  # what urllib3 will send to: a host it can use
+    except LocationParseError as exc:
+        detail = str(exc).removeprefix("Failed to parse: ")
+        raise KeyProblem("url", f"{shown} is not a valid URL ({detail})") from None
     return parts.scheme + value[len(parts.scheme):]  # HTTP:// is http://
 
 
@@ -98,6 +124,8 @@ def _fields(key: str, value: object) -> dict[str, str]:
             item = "true" if item else "false"
         if not isinstance(item, str | int | float):
             raise KeyProblem(f"{key}.{name}", f"{show(item)} is not a string or a number")
+        if isinstance(item, str) and (problem := reference_problem(item)):
+            raise KeyProblem(f"{key}.{name}", problem)
         result[str(name)] = str(item)
     return result
 
@@ -116,11 +144,19 @@ def header_value_problem(value: str) -> str | None:
     return None
 
 
+# Headers that say how the request is framed or where it goes: collector (urllib3) sets
+# them from the URL, the method and the body; another value would contradict the request.
+_OWN_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
+
+
 def _headers(value: object) -> dict[str, str]:
     headers = _fields("headers", value)
     for name, item in headers.items():
         if not _HEADER_NAME.fullmatch(name):
             raise KeyProblem("headers", f"{show(name)} is not a valid header name")
+        if name.lower() in _OWN_HEADERS:
+            raise KeyProblem(f"headers.{name}", "is set by collector from the URL, the method "
+                                                "and the body; it cannot be given")
         if (problem := header_value_problem(item)) is not None:
             raise KeyProblem(f"headers.{name}", problem)
     return headers
@@ -196,6 +232,8 @@ def _basic_auth(value: object) -> tuple[str, str]:
     if not isinstance(username, str) or ":" in username:
         raise KeyProblem("basic_auth.username", f"{show(username)} is not a user name "
                                                 "(a string without ':')")
+    if isinstance(password, str) and (problem := reference_problem(password)):
+        raise KeyProblem("basic_auth.password", problem)
     if not isinstance(password, str) or not has_reference(password):
         raise KeyProblem("basic_auth.password", "must be a reference like ${PASSWORD} or "
                                                 "${credential:NAME}: secrets are never written "
@@ -235,10 +273,14 @@ def _cron(value: object, timezone: str) -> str:
     if not isinstance(value, str):
         raise KeyProblem("cron", f"{show(value)} is not a crontab line")
     try:
-        cron_trigger(value, timezone)
+        trigger = cron_trigger(value, timezone)
     except ValueError as exc:
         raise KeyProblem("cron", f'{show(value)} is not a crontab line like "*/5 * * * *" '
                                  f"({exc})") from None
+    from datetime import UTC, datetime
+
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise KeyProblem("cron", f"{show(value)} never fires (no such day, like 30 February)")
     return value
 
 
@@ -325,6 +367,6 @@ def machine_problems(batch: BatchSpec) -> list[KeyProblem]:
     problems: list[KeyProblem] = []
     for key in _LOCAL_FILES:
         path = getattr(batch, key)
-        if path is not None and not Path(path).is_file():
+        if path is not None and not os.path.isfile(path):  # False, never an error
             problems.append(LocalProblem(key, f"{show(path)} is not a readable file"))
     return problems

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from collector.errors import ConfigError
+from collector.quantities import show
 from collector.results import BatchResult
 
 if TYPE_CHECKING:
@@ -65,13 +67,32 @@ class Metrics:
         self.last_batch.labels(job).set(result.finished_at.timestamp())
 
     def serve(self, port: int, address: str) -> int:
-        """Serve ``/metrics`` on ``address:port`` (0: any free port); the port used."""
+        """Serve ``/metrics`` on ``address:port`` (0: any free port); the port used.
+
+        ConfigError when the address cannot be listened on (in use, not this host's,
+        not a name that resolves).
+        """
+        import socket
+
         from prometheus_client import start_http_server
 
-        self._server, _thread = start_http_server(port, address, registry=self.registry)
+        try:
+            self._server, _thread = start_http_server(port, address, registry=self.registry)
+        except socket.gaierror as exc:
+            raise ConfigError(f"--metrics-address {show(address)}: not an address of this "
+                              f"host ({exc.strerror})") from None
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {port} on {address}: cannot listen there "
+                              f"({exc.strerror})") from None
         return int(self._server.server_port)
+
+    @property
+    def port(self) -> int | None:
+        """The port ``/metrics`` is served on, once :meth:`serve` was called."""
+        return None if self._server is None else int(self._server.server_port)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None

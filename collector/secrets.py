@@ -24,7 +24,7 @@ from collector.redaction import REDACTED, SECRETS, SHORTEST
 from collector.results import BatchResult
 from collector.spec import BatchSpec
 
-__all__ = ["REDACTED", "Prepared", "prepare"]
+__all__ = ["REDACTED", "Prepared", "prepare", "redacted"]
 
 
 @dataclass(frozen=True)
@@ -91,20 +91,27 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
         batch, url=expand("url", batch.url), headers=headers,
         fields=expand_all("fields", batch.fields),
         queries=tuple(expand_all(f"queries[{i}]", q) for i, q in enumerate(batch.queries)))
-    shown = batch
+    shown = redacted(batch)
     if batch.redact:
         hidden = set(batch.redact)
-
-        def redacted(values: dict[str, str]) -> dict[str, str]:
-            return {k: REDACTED if k in hidden else v for k, v in values.items()}
-
-        shown = dataclasses.replace(batch, fields=redacted(batch.fields),
-                                    queries=tuple(redacted(q) for q in batch.queries))
         values += [v for q in (batch.fields, *batch.queries) for k, v in q.items() if k in hidden]
     # Values of a few characters would turn innocent text into REDACTED: not scrubbed.
     secrets = tuple(sorted({v for v in values if len(v) >= SHORTEST}, key=len, reverse=True))
     SECRETS.add(secrets)
     return Prepared(ready=ready, shown=shown, values=secrets)
+
+
+def redacted(batch: BatchSpec) -> BatchSpec:
+    """``batch`` as it may be shown: the fields it lists under ``redact`` as REDACTED."""
+    if not batch.redact:
+        return batch
+    hidden = set(batch.redact)
+
+    def hide(values: dict[str, str]) -> dict[str, str]:
+        return {k: REDACTED if k in hidden else v for k, v in values.items()}
+
+    return dataclasses.replace(batch, fields=hide(batch.fields),
+                               queries=tuple(hide(q) for q in batch.queries))
 
 
 def _value(match: re.Match[str], environ: Mapping[str, str], *, where: str) -> str:

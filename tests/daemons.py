@@ -26,8 +26,9 @@ COLLECTOR = Path(sys.executable).parent / "collector"
 class DaemonProcess:
     """``collector run`` as a subprocess, its JSON log lines read as they come."""
 
-    def __init__(self, db_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        command = [str(COLLECTOR), "run", "--db", db_url, "--log-format", "json",
+    def __init__(self, db_url: str, *args: str, env: dict[str, str] | None = None,
+                 log_format: str = "json") -> None:
+        command = [str(COLLECTOR), "run", "--db", db_url, "--log-format", log_format,
                    "--heartbeat-timeout", "2s", "--shutdown-timeout", "5s", *args]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         text=True, env={**os.environ, **(env or {})})

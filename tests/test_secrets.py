@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from collector.errors import CollectorError
 from collector.models import requests
 from collector.store import open_store
 from tests.cli import assert_one_line_error, invoke
-from tests.daemons import DaemonProcess
+from tests.daemons import DaemonProcess, stored_batches, wait_until
 from tests.server import LocalServer
 
 SECRETS = {
@@ -176,3 +177,70 @@ def test_a_secret_in_an_error_message_is_scrubbed(server: LocalServer) -> None:
     texts = [request.error or "", request.url, *(a.error for a in request.failed_attempts)]
     assert not any("tok-SECRET-9" in t for t in texts)
     assert request.url.endswith("/a/${TOKEN}")
+
+
+# Values with characters that a URL percent-encodes: a library that logs the URL it
+# sent shows them encoded, and the filter must know them in that form too.
+ODD = {"ODD_PATH": "odd path/4721", "ODD_QUERY": "odd&query=4722 +x"}
+
+
+def _forms(value: str) -> list[str]:
+    from urllib.parse import quote, quote_plus
+
+    return [value, quote(value, safe=""), quote(value), quote_plus(value)]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_secret_in_the_daemons_log_through_retries_redirects_and_resets(
+        sqlite_url: str, server: LocalServer, tmp_path: Path, log_format: str) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "pw").write_text(CREDENTIAL + "\n")
+    with socket.socket() as probe:  # bound, not listening: refused
+        probe.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        base = server.url("")
+        common = (f'headers = {{ X-Token = "Bearer ${{HEADER_SECRET}}" }}\n'
+                  f'fields = {{ key = "${{FIELD_SECRET}}", plain = "{LITERAL}" }}\n'
+                  'basic_auth = { username = "me", password = "${credential:pw}" }\n'
+                  'redact = [ "plain" ]\nevery = "1s"\nretries = 2\n')
+        jobs = tmp_path / "jobs.toml"
+        jobs.write_text(
+            # refused, retried: urllib3 warns with the URL it sent, once per retry
+            f'[jobs.refused]\nurl = "{refused}/p/${{PATH_SECRET}}/${{ODD_PATH}}"\n'
+            f'queries = [ {{ q = "${{QUERY_SECRET}}", o = "${{ODD_QUERY}}" }} ]\n{common}'
+            # the server hangs up on the first attempt: reset, retried
+            f'[jobs.reset]\nurl = "{base}/flaky/${{PATH_SECRET}}"\n'
+            f'queries = [ {{ q = "${{QUERY_SECRET}}" }} ]\n{common}'
+            # a hang-up every time, retried to the end
+            f'[jobs.hangup]\nurl = "{base}/hangup/${{PATH_SECRET}}"\n'
+            f'queries = [ {{ q = "${{ODD_QUERY}}" }} ]\n{common}'
+            # redirects followed through the pool
+            f'[jobs.hops]\nurl = "{base}/hops/2?t=${{QUERY_SECRET}}"\nfollow_redirects = true\n'
+            f'{common}')
+        environment = {**SECRETS, **ODD, "CREDENTIALS_DIRECTORY": str(credentials)}
+        daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs), "--log-level", "debug",
+                               env=environment, log_format=log_format)
+        names = {"refused", "reset", "hangup", "hops"}
+
+        def every_job_stored() -> bool:
+            try:
+                return {b["job_name"] for b in stored_batches(sqlite_url)} >= names
+            except CollectorError:  # not created yet
+                return False
+
+        try:
+            wait_until(every_job_stored, timeout=30, message="no batch of every job")
+        finally:
+            assert daemon.stop() == 0
+    log = "".join(daemon.raw)
+    assert "Retrying" in log  # urllib3's own warnings are there, their values hidden
+    planted = [*EVERY, LITERAL, *(f for v in ODD.values() for f in _forms(v))]
+    assert [s for s in planted if s in log] == []
+    assert found_in(log, literal=True) == []
+    with open_store(sqlite_url) as store, store.connect() as conn:
+        rows = conn.execute(select(requests.c.url, requests.c.query, requests.c.error,
+                                   requests.c.failed_attempts)).all()
+    stored = " ".join(str(value) for row in rows for value in row)
+    assert "connection to 127.0.0.1" in stored and "REDACTED" in stored
+    assert [s for s in planted if s in stored] == []

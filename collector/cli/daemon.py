@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from collector.cli.options import DbOption
+from collector.cli.options import DbOption, whole
 from collector.errors import ConfigError, JobFilesInvalid
+from collector.keys import DAY
 from collector.quantities import parse_duration
 
 
@@ -27,7 +28,7 @@ class LogLevel(StrEnum):
 
 def _seconds(option: str, text: str) -> float:
     try:
-        return parse_duration(text)
+        return parse_duration(text, maximum=DAY)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
 
@@ -39,7 +40,8 @@ def run(
              "repeatable. Without it, the jobs table as it is.")] = None,
     db: DbOption = None,
     workers: Annotated[int, typer.Option(
-        min=1, max=1000, metavar="N", help="Batches this daemon runs at once.")] = 4,
+        parser=whole("--workers", 1, 1000), metavar="N",
+        help="Batches this daemon runs at once.")] = 4,
     shutdown_timeout: Annotated[str, typer.Option(
         metavar="DURATION", help="On SIGTERM, how long running batches may go on before "
                                  "they stop (what they collected is stored).")] = "30s",
@@ -50,7 +52,7 @@ def run(
         metavar="DURATION", help="How long a database call may take before the database is "
                                  "taken for away: batches are then spooled.")] = "5s",
     metrics_port: Annotated[int | None, typer.Option(
-        min=0, max=65535, metavar="PORT",
+        parser=whole("--metrics-port", 0, 65535), metavar="PORT",
         help="Serve Prometheus metrics on this port (0: any free port).")] = None,
     metrics_address: Annotated[str, typer.Option(
         metavar="ADDRESS", help="The address the metrics listen on.")] = "127.0.0.1",
@@ -68,6 +70,7 @@ def run(
     from collector.daemon.notify import Notifier
     from collector.daemon.scheduler import DaemonConfig
     from collector.daemon.scheduler import run as run_daemon
+    from collector.metrics import Metrics
 
     config = DaemonConfig(
         job_paths=tuple(jobs or ()), workers=workers,
@@ -76,16 +79,27 @@ def run(
         heartbeat_interval=min(5.0, _seconds("--heartbeat-timeout", heartbeat_timeout) / 3),
         metrics_port=metrics_port, metrics_address=metrics_address,
     )
-    setup_logging(log_format.value, log_level.value)
+    operation_timeout = _seconds("--db-timeout", db_timeout)
     from collector.cli.options import database_url
     from collector.store import open_store
 
-    # A daemon waits on its database for --db-timeout at most, then spools and goes on.
-    with open_store(database_url(db),
-                    operation_timeout=_seconds("--db-timeout", db_timeout)) as store:
+    url = database_url(db)  # every option checked before anything starts
+    try:
+        if config.job_paths:  # and the job files: a mistake creates no database
+            from collector.jobs import read_jobs
+
+            read_jobs(config.job_paths, local=False)
+        metrics = Metrics()
+        if metrics_port is not None:  # and the address can be listened on
+            metrics.serve(metrics_port, metrics_address)
+        setup_logging(log_format.value, log_level.value)
+        # A daemon waits on its database for --db-timeout at most, then spools and goes on.
         try:
-            run_daemon(store, config, notifier=Notifier())
-        except JobFilesInvalid as exc:
-            for error in exc.errors:
-                typer.echo(f"collector: error: {error}", err=True)
-            raise
+            with open_store(url, operation_timeout=operation_timeout) as store:
+                run_daemon(store, config, notifier=Notifier(), metrics=metrics)
+        finally:
+            metrics.close()
+    except JobFilesInvalid as exc:
+        for error in exc.errors:
+            typer.echo(f"collector: error: {error}", err=True)
+        raise

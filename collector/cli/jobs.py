@@ -130,14 +130,23 @@ def list_(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
 
 @app.command()
 def show(name: _Name, db: DbOption = None) -> None:
-    """Print a stored job as a job file table (save it to a .toml file to edit it)."""
+    """Print a stored job as a job file table (save it to a .toml file to edit it).
+
+    Values of the fields it lists under redact are shown as REDACTED.
+    """
+    import dataclasses
+
     from collector.definition import job_to_toml
+    from collector.secrets import redacted
 
     with open_db(db, create=False) as store:
         stored = store.job(name)
     typer.echo(f"# source: {_shown(stored.source)}; created {stored.created_at:%Y-%m-%d %H:%M:%S}"
                f" UTC, updated {stored.updated_at:%Y-%m-%d %H:%M:%S} UTC")
-    typer.echo(job_to_toml(stored.job), nl=False)
+    if stored.job.batch.redact:
+        typer.echo("# the values of redacted fields are not shown: keep the job file")
+    job = dataclasses.replace(stored.job, batch=redacted(stored.job.batch))
+    typer.echo(job_to_toml(job), nl=False)
 
 
 @app.command()

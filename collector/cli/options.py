@@ -8,6 +8,7 @@ messages are the same, naming the option.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
@@ -20,6 +21,25 @@ from collector.settings import resolve_database_url
 
 if TYPE_CHECKING:
     from collector.store import Store
+
+def whole(name: str, minimum: int | None = None,
+          maximum: int | None = None) -> Callable[[str], int]:
+    """A parser for an integer option or argument, with collector's messages (typer's own
+    would come from pydantic); the range is checked when given."""
+    def parse(text: str | int) -> int:
+        if isinstance(text, int):  # a default
+            return text
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: {show(text)} is not a whole number") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and
+                                                         value > maximum):
+            raise ConfigError(f"{name}: {value} must be between {minimum} and {maximum}")
+        return value
+
+    return parse
+
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
@@ -51,10 +71,12 @@ MethodOption = Annotated[str | None, typer.Option(
     metavar="METHOD", help="GET (default), HEAD, or POST (fields as a form body).",
     show_default=False)]
 PoolSizeOption = Annotated[int | None, typer.Option(
-    metavar="N", help="Connections the batch's one pool may hold (urllib3 maxsize; default 1).",
+    metavar="N", parser=whole("--pool-size"),
+    help="Connections the batch's one pool may hold (urllib3 maxsize; default 1).",
     show_default=False)]
 ConcurrencyOption = Annotated[int | None, typer.Option(
-    metavar="N", help="Threads sending requests through the one pool (default 1).",
+    metavar="N", parser=whole("--concurrency"),
+    help="Threads sending requests through the one pool (default 1).",
     show_default=False)]
 TimeoutOption = Annotated[str | None, typer.Option(
     metavar="DURATION",
@@ -65,7 +87,8 @@ TotalTimeoutOption = Annotated[str | None, typer.Option(
     help="Time allowed for a whole request, body included (default: none).",
     show_default=False)]
 RetriesOption = Annotated[int | None, typer.Option(
-    metavar="N", help="Retries after a connection or read error (statuses are never retried; "
+    metavar="N", parser=whole("--retries"),
+    help="Retries after a connection or read error (statuses are never retried; "
                       "default 0).", show_default=False)]
 HeaderOption = Annotated[list[str] | None, typer.Option(
     "--header", "-H", metavar="'NAME: VALUE'", help="A request header. Repeatable.")]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collector.cli.options import DbOption, Format, FormatOption, open_db
+from collector.cli.options import DbOption, Format, FormatOption, open_db, whole
 from collector.cli.render import batch_table, records, sparkline
 from collector.errors import ConfigError
 from collector.quantities import parse_duration, parse_since
@@ -69,7 +69,8 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
 
 
 def batches(job: JobFilter = None, since: SinceFilter = None,
-            limit: Annotated[int, typer.Option(min=1, max=1_000_000, metavar="N",
+            limit: Annotated[int, typer.Option(parser=whole("--limit", 1, 1_000_000),
+                                               metavar="N",
                                                help="Show at most N batches.")] = 20,
             db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """Batch history, newest first: status, requests, connections."""
@@ -84,7 +85,8 @@ def batches(job: JobFilter = None, since: SinceFilter = None,
                                                    "tcp_connections", "duration_ms"})))
 
 
-def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID", min=1, max=2**63 - 1,
+def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
+                                                 parser=whole("BATCH_ID", 1, 2**63 - 1),
                                                  help="The batch's id.")],
          db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """One stored batch: its connection counts and a row per request."""

@@ -86,9 +86,15 @@ class Daemon:
     def start(self) -> None:
         """Register, apply the job files, schedule the jobs, start firing; READY=1.
 
-        Raises ConfigError for job files with mistakes and StoreError when the
-        database cannot be used: a daemon that cannot start says so and exits.
+        Raises ConfigError for job files with mistakes or metrics it cannot serve,
+        and StoreError when the database cannot be used: a daemon that cannot start
+        says so and exits, before any fire.
         """
+        if self.config.metrics_port is not None and self.metrics.port is None:
+            self.metrics.serve(self.config.metrics_port, self.config.metrics_address)
+        if self.metrics.port is not None:
+            log.info("metrics on http://%s:%d/metrics", self.config.metrics_address,
+                     self.metrics.port)
         abandoned = self.store.register_worker(self.config.worker)
         if abandoned:
             log.warning("marked %d batches of an earlier %s abandoned", abandoned,
@@ -98,9 +104,6 @@ class Daemon:
         self.scheduler.add_job(self._tick, "interval", seconds=1, id="collector-tick",
                                executor="tick", misfire_grace_time=None)
         self.scheduler.start()
-        if self.config.metrics_port is not None:
-            port = self.metrics.serve(self.config.metrics_port, self.config.metrics_address)
-            log.info("metrics on http://%s:%d/metrics", self.config.metrics_address, port)
         self.notifier.ready(self._status())
         log.info("collector daemon %s started: %d jobs scheduled", self.config.worker,
                  len(self._scheduled))
@@ -350,14 +353,16 @@ class Daemon:
         return f"{len(self._scheduled)} jobs scheduled; last batch: {self._last_batch}"
 
 
-def run(store: Store, config: DaemonConfig, *, notifier: Notifier) -> None:
+def run(store: Store, config: DaemonConfig, *, notifier: Notifier,
+        metrics: Metrics | None = None) -> None:
     """Start a daemon, serve until SIGTERM or SIGINT (SIGHUP reloads), stop it cleanly.
 
     The signal handlers only set a flag; the main thread does the work.
+    ``metrics`` may already be served (``collector run`` binds them first).
     """
     import signal
 
-    daemon = Daemon(store, config, notifier=notifier)
+    daemon = Daemon(store, config, notifier=notifier, metrics=metrics)
 
     def stop(_signum: int, _frame: object) -> None:
         daemon.request_stop()

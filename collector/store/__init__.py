@@ -228,7 +228,9 @@ class Store:
         """For a database without a revision: ForeignDatabase when it holds tables collector
         did not make (another application's), else its revision read again."""
         with self.connect() as conn:
-            existing = {t for t in schema.table_names(conn) if not t.startswith("sqlite_")}
+            # An empty alembic_version alone is what a schema taken down to base leaves.
+            existing = {t for t in schema.table_names(conn)
+                        if not t.startswith("sqlite_") and t != "alembic_version"}
             # Read again after listing the tables: another process creating the
             # schema commits tables and version together, so seeing its tables
             # means seeing its version too.

@@ -34,6 +34,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from collector.errors import ConfigError, DatabaseUnavailable, DataRejected, NoDatabase
+from collector.quantities import show
 from collector.settings import without_password
 
 SQLITE_BUSY_TIMEOUT = 30.0
@@ -41,8 +42,8 @@ SQLITE_BUSY_TIMEOUT = 30.0
 # SQLite's result codes that mean the file cannot be used now, rather than a bug in a
 # statement (SQLITE_ERROR: no such table, a syntax error).
 _SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR",
-                       "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PROTOCOL", "SQLITE_NOTADB",
-                       "SQLITE_CORRUPT", "SQLITE_PERM", "SQLITE_AUTH")
+                       "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PROTOCOL", "SQLITE_PERM",
+                       "SQLITE_AUTH")
 
 
 def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
@@ -59,19 +60,28 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
     parsed = parse_database_url(url)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            # sqlite:///file:PATH?mode=ro&uri=true is SQLite's own URI form.
-            path = Path(parsed.database.removeprefix("file:"))
-            if not create and not path.exists():
-                raise NoDatabase(f"no database at {path} (running a batch, collector jobs "
-                                 "apply or collector db upgrade creates one)")
-            directory = path.parent
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseUnavailable(
-                    parsed.render_as_string(), f"cannot create {directory}: {exc.strerror}"
-                ) from None
+        database = (parsed.database or "").removeprefix("file:")
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            raise ConfigError(f"database URL {without_password(url)!r} is an in-memory "
+                              "database, which keeps nothing once the command ends: give a "
+                              "file path")
+        # sqlite:///file:PATH?mode=ro&uri=true is SQLite's own URI form.
+        path = Path(database)
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long, a path through a file
+            name = str(path) if len(str(path)) <= 120 else str(path)[:120] + "..."
+            raise ConfigError(f"database {show(name)}: {exc.strerror}") from None
+        if not create and not exists:
+            raise NoDatabase(f"no database at {path} (running a batch, collector jobs "
+                             "apply or collector db upgrade creates one)")
+        directory = path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                parsed.render_as_string(), f"cannot create {directory}: {exc.strerror}"
+            ) from None
         options["connect_args"] = {"timeout": busy_timeout}
     elif parsed.get_backend_name() == "postgresql":
         options["pool_pre_ping"] = True  # a daemon outlives server restarts
@@ -206,10 +216,16 @@ def is_unavailable(exc: SQLAlchemyError) -> bool:
         return True
     if not isinstance(exc, OperationalError):
         return False
-    name = getattr(exc.orig, "sqlite_errorname", None)
+    name = _sqlite_error(exc)
     if name is None:  # PostgreSQL: connection failures, timeouts, lock and shutdown errors
         return True
-    return str(name).startswith(_SQLITE_UNAVAILABLE)
+    return name.startswith(_SQLITE_UNAVAILABLE)
+
+
+def _sqlite_error(exc: SQLAlchemyError) -> str | None:
+    """SQLite's result code name (``SQLITE_BUSY``) of the error, if SQLite raised it."""
+    name = getattr(getattr(exc, "orig", None), "sqlite_errorname", None)
+    return None if name is None else str(name)
 
 
 @contextmanager
@@ -222,6 +238,12 @@ def translated(url: str) -> Iterator[None]:
             raise DatabaseUnavailable(url, reason(exc)) from exc
         if isinstance(exc, DataError):
             raise DataRejected(url, reason(exc)) from exc
+        if _sqlite_error(exc) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            raise ConfigError(f"database {url}: {reason(exc)}: is it the right file?") from exc
+        if isinstance(exc, DBAPIError) and exc.statement is None:
+            # Refused before any statement: the URL asked for what the driver rejects
+            # (an unknown connection parameter); the server was never the problem.
+            raise ConfigError(f"database {url}: cannot connect: {reason(exc)}") from exc
         raise
 
 
