@@ -49,14 +49,15 @@ def without_password(url: str) -> str:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return _masked_userinfo(url)
+        return mask_userinfo(url)
     if password is None:
         return url
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
-def _masked_userinfo(url: str) -> str:
+def mask_userinfo(url: str) -> str:
+    """``scheme://***@rest``: everything up to the last ``@`` hidden (safe for any text)."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

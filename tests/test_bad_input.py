@@ -10,6 +10,7 @@ named as a target, and no case gets as far as sending a request.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,19 @@ def _cases() -> list[tuple[str, list[str]]]:
 CASES = _cases()
 
 
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """``collector run`` sets up the process's log before it opens the database; run in
+    this process, its handler (on a stream CliRunner closes) must not outlive the case."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def test_the_battery_is_large() -> None:
     assert len(CASES) >= 300
 
@@ -242,3 +256,51 @@ def test_metrics_that_cannot_be_served_stop_the_daemon_before_anything(
                 result.stderr.strip().startswith(f"collector: error: {message}")
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert _tree(tmp_path) == set()  # no database, no spool
+
+
+@pytest.mark.parametrize("content", [b"just some text\n", b"SQLite format 3\x00" + b"\x00" * 200])
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "not.db"
+    path.write_bytes(content)
+    for command in (["db", "info"], ["db", "upgrade"], ["jobs", "list"],
+                    ["run-once", "--url", URL]):
+        result = CliRunner().invoke(app, [*command, "--db", str(path)])
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith(f"collector: error: database sqlite:///{path}: ")
+        assert "is it the right file?" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == content
+
+
+def test_another_jobs_missing_file_never_blocks_a_job(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.store import open_store
+
+    monkeypatch.chdir(tmp_path)
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[jobs.a]\nurl = "{URL}"\n'
+                    '[jobs.b]\nurl = "https://127.0.0.1:1/"\nca_file = "/nowhere/ca.pem"\n')
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = CliRunner().invoke(app, ["run-once", str(jobs), "--job", "a", "--db", db])
+    assert result.exit_code == 0, result.stderr  # a ran (refused: a row, not an error)
+    result = CliRunner().invoke(app, ["run-once", str(jobs), "--job", "b", "--db", db])
+    assert result.exit_code == 2
+    assert 'job "b": ca_file: "/nowhere/ca.pem" is not a readable file' in result.stderr
+    result = CliRunner().invoke(app, ["jobs", "apply", str(jobs), "--db", db])
+    assert result.exit_code == 0, result.stderr
+    assert "collector: warning:" in result.stderr and "/nowhere/ca.pem" in result.stderr
+    with open_store(db) as store:
+        assert sorted(s.name for s in store.jobs().jobs) == ["a", "b"]
+    result = CliRunner().invoke(app, ["jobs", "validate", str(jobs)])
+    assert result.exit_code == 2  # on this machine, b cannot run: validate says so
+
+
+def test_request_errors_name_no_internal_class() -> None:
+    from collector.runner import run_batch
+    from collector.spec import BatchSpec
+
+    result = run_batch(BatchSpec(url=URL, retries=1))
+    (request,) = result.requests
+    texts = [request.error or "", *(a.error for a in request.failed_attempts)]
+    assert request.error == "connection to 127.0.0.1:1 refused"
+    assert not any("Connection(" in t or "Pool(" in t or "Error:" in t for t in texts)

@@ -138,6 +138,24 @@ def test_a_password_in_a_url_is_never_echoed() -> None:
     assert_one_line_error(err, "me:***@example.test:99999")
 
 
+@pytest.mark.parametrize("password", ["S3cr@tPw", "p@ss:w/rd?x#y", "@@", "plain"])
+def test_a_database_password_is_masked_whatever_it_holds(password: str) -> None:
+    for command in (["db", "info"], ["jobs", "list"], ["run-once", "--url", "http://127.0.0.1:1/"]):
+        code, _, err = invoke(*command, "--db", f"postgresql://postgres:{password}@127.0.0.1:1/x")
+        assert code == 1, err  # refused: the URL was taken as meant
+        assert_one_line_error(err, "postgresql+psycopg://postgres:***@127.0.0.1:1/x: ")
+        assert password not in err
+
+
+def test_jobs_show_masks_redacted_literals(sqlite_url: str, tmp_path: Path,
+                                          server: LocalServer) -> None:
+    jobs = job_file(tmp_path, server)
+    assert invoke("jobs", "apply", str(jobs), "--db", sqlite_url)[0] == 0
+    code, out, _ = invoke("jobs", "show", "secret", "--db", sqlite_url)
+    assert code == 0 and LITERAL not in out
+    assert 'plain = "REDACTED"' in out and '"${FIELD_SECRET}"' in out
+
+
 def test_basic_auth_takes_a_reference_only(tmp_path: Path) -> None:
     path = tmp_path / "jobs.toml"
     path.write_text('[jobs.a]\nurl = "http://x/"\n'

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
@@ -35,7 +36,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from collector.errors import ConfigError, DatabaseUnavailable, DataRejected, NoDatabase
 from collector.quantities import show
-from collector.settings import without_password
+from collector.settings import mask_userinfo, without_password
 
 SQLITE_BUSY_TIMEOUT = 30.0
 
@@ -126,21 +127,32 @@ def shown_database_url(url: str) -> str:
     """A database URL as a message may show it: the password as ``***``, whatever it holds."""
     parsed = _parsed(url)
     if parsed is None:
-        return without_password(url)
+        return mask_userinfo(url)
     return parsed.render_as_string(hide_password=True)
 
 
 def _parsed(url: str) -> URL | None:
     try:
         parsed = make_url(url)
-        if parsed.host and "@" in parsed.host:
-            spilled, _, host = parsed.host.rpartition("@")
-            if parsed.password is not None:
-                parsed = parsed.set(password=f"{parsed.password}@{spilled}", host=host)
-            else:
-                parsed = parsed.set(username=f"{parsed.username}@{spilled}", host=host)
     except (ArgumentError, ValueError):
-        return None
+        # A password with a '/', '?' or ':' that was not percent-encoded: take the user
+        # information up to the last '@' and encode it, as people meant it.
+        scheme, sep, rest = url.partition("://")
+        if not sep or "@" not in rest:
+            return None
+        userinfo, _, host = rest.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        encoded = quote(user, safe="") + (":" + quote(password, safe="") if colon else "")
+        try:
+            return make_url(f"{scheme}://{encoded}@{host}")
+        except (ArgumentError, ValueError):
+            return None
+    if parsed.host and "@" in parsed.host:
+        spilled, _, host = parsed.host.rpartition("@")
+        if parsed.password is not None:
+            parsed = parsed.set(password=f"{parsed.password}@{spilled}", host=host)
+        else:
+            parsed = parsed.set(username=f"{parsed.username}@{spilled}", host=host)
     return parsed
 
 
