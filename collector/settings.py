@@ -38,30 +38,23 @@ def resolve_database_url(option: str | None, environ: Mapping[str, str] = os.env
 
 
 def without_password(url: str) -> str:
-    """``scheme://user:***@host/...``: an http(s) URL as a message may show it.
+    """``scheme://user:***@host/...``: a URL as a message may show it.
 
-    The standard library's parser finds the user information (up to the last
-    ``@`` of the authority); a URL it cannot parse shows nothing before its last ``@``.
+    The password is taken to run to the last ``@`` (a URL that put one in its
+    path shows a little less of the path): whatever the password holds, none
+    of it is shown.
     """
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return mask_userinfo(url)
-    if password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+    return mask_userinfo(url)
 
 
 def mask_userinfo(url: str) -> str:
-    """``scheme://***@rest``: everything up to the last ``@`` hidden (safe for any text)."""
+    """``scheme://user:***@rest``: all between the user name's ``:`` and the last ``@``
+    hidden, whatever it holds (safe for any text, URL or not)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
         return url
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
 
 
 def worker_id() -> str:
