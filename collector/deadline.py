@@ -74,6 +74,7 @@ class Watchdog:
         self._changed = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._wakes_at: float | None = None  # when the thread looks next (None: when told)
 
     def watch(self, deadline: Deadline) -> None:
         with self._changed:
@@ -82,7 +83,12 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._run, name="collector-deadlines",
                                                 daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            # The requests of a batch share one total, so a new deadline is nearly always
+            # later than one already watched: the thread is woken only when it must look
+            # sooner than it would, not once per request.
+            ends = deadline.ends
+            if self._wakes_at is None or (ends is not None and ends < self._wakes_at):
+                self._changed.notify()
 
     def done(self, deadline: Deadline) -> None:
         """The request is over: its connection may carry another request, never cut now."""
@@ -108,7 +114,8 @@ class Watchdog:
                     if deadline.sock is not None:
                         _shut_down(deadline.sock)
                 ends = [d.ends for d in self._watched if d.ends is not None]
-                self._changed.wait(min(ends) - now if ends else None)
+                self._wakes_at = min(ends) if ends else None
+                self._changed.wait(None if self._wakes_at is None else self._wakes_at - now)
 
 
 def _shut_down(sock: socket.socket) -> None:
