@@ -11,7 +11,7 @@ import urllib3
 from benchmarks import server
 from benchmarks.harness import Figure, Scale, interleaved, median, timed
 from collector.runner import run_batch
-from collector.spec import BatchSpec
+from collector.spec import BatchSpec, Timeouts
 from collector.store import open_store
 
 
@@ -31,6 +31,9 @@ def run(scale: Scale) -> list[Figure]:
     with server.running() as base, tempfile.TemporaryDirectory() as folder:
         url = f"{base}/search"
         spec = BatchSpec(url=url, queries=queries)
+        # A total timeout: one deadline per request and a watchdog thread per batch.
+        bounded = BatchSpec(url=url, queries=queries,
+                            timeout=Timeouts(connect=10, read=10, total=30))
         with open_store(f"sqlite:///{Path(folder) / 'bench.db'}") as store:
             def stored() -> None:
                 result = run_batch(spec)
@@ -40,6 +43,7 @@ def run(scale: Scale) -> list[Figure]:
             times = interleaved(scale.rounds, {
                 "bare": lambda: timed(lambda: bare_loop(url, queries)),
                 "run_batch": lambda: timed(lambda: run_batch(spec)),
+                "total": lambda: timed(lambda: run_batch(bounded)),
                 "stored": lambda: timed(stored),
             })
     bare = median(times["bare"])
@@ -47,6 +51,9 @@ def run(scale: Scale) -> list[Figure]:
     return [
         Figure(suite="batch", name=f"run_batch, {name}", value=median(times["run_batch"]),
                unit="s", baseline="bare urllib3 loop", baseline_value=bare),
+        Figure(suite="batch", name=f"run_batch with total = 30s, {name}",
+               value=median(times["total"]), unit="s", baseline="run_batch without",
+               baseline_value=median(times["run_batch"]), goal=">= 0.95"),
         Figure(suite="batch", name=f"run_batch + store in SQLite, {name}",
                value=median(times["stored"]), unit="s", baseline="bare urllib3 loop",
                baseline_value=bare, goal=">= 0.90"),
