@@ -14,7 +14,12 @@ connections honestly"):
   whether it went over a connection that had already carried a request.
 - :class:`AttemptRetry` is urllib3's ``Retry`` with a log: ``increment()``,
   which urllib3 calls after every failed attempt, records the attempt's error
-  and time before deciding, as ``Retry`` does, whether to try again.
+  and time before deciding, as ``Retry`` does, whether to try again, and
+  refuses an attempt that would end past the request's deadline.
+
+The connections also give each phase of a request with a total timeout no more
+than the time it has left (:mod:`collector.deadline`), and read past 1xx
+informational responses (:class:`FinalResponse`, http.client's ``response_class``).
 
 Nothing here overrides a private urllib3 method.
 """
@@ -65,11 +70,6 @@ class Meter:
         deadline: Deadline | None = self._current.deadline
         if deadline is not None and self._watchdog is not None:
             self._watchdog.done(deadline)
-
-    def deadline(self) -> Deadline | None:
-        """This thread's request's deadline, if it has a total timeout."""
-        deadline: Deadline | None = self._current.deadline
-        return deadline
 
     def touched(self) -> None:
         """This thread's request has a connection now (its wait for the pool is over)."""
@@ -122,12 +122,9 @@ class FinalResponse(http.client.HTTPResponse):
     connections' ``response_class``, http.client's own hook for its response.
     """
 
-    informational = 0  # 1xx responses skipped
-
     def begin(self) -> None:
         super().begin()
         while 100 <= self.status < 200 and self.status != 101:
-            self.informational += 1
             self.headers = self.msg = None  # type: ignore[assignment]  # begin() reads anew
             super().begin()
 
