@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,7 +207,8 @@ def run_through_an_outage(postgres_url: str, server: LocalServer, tmp_path: Path
     through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
-    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s").started()
+    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s",
+                           "--log-level", "debug").started()
     try:
         daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
         proxy.cut() if outage == "cut" else proxy.freeze()  # frozen: open, nothing answers
@@ -229,12 +230,18 @@ def test_a_daemon_goes_on_through_an_outage_and_stores_every_fire_once(
     rows = stored_batches(postgres_url)
     fires = sorted(r["scheduled_for"] for r in rows)
     assert len(fires) == len(set(fires))  # none twice
-    seconds = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
-    # none missing, through the outage (the daemon's log says why, if one is: printed
-    # whole on stderr, which pytest shows in full, unlike a long assertion message)
-    if not seconds or max(seconds) != 1.0:
+    # None missing through the outage, but for a fire that came while the job's previous
+    # batch still ran (on a loaded machine a batch can outlast its 1 s interval): that
+    # skip is the daemon's rule, and it must say so. (Issue 14 is to make catch-up fires
+    # never cause one.) The log is printed whole on stderr, which pytest shows in full.
+    expected = [fires[0] + timedelta(seconds=i)
+                for i in range(int((fires[-1] - fires[0]).total_seconds()) + 1)]
+    skipped = {line["message"].split(" fire ")[1].split(" skipped")[0]
+               for line in daemon.lines if "skipped: previous_running" in line["message"]}
+    missing = [f for f in expected if f not in fires and f.isoformat() not in skipped]
+    if missing:
         print("".join(daemon.raw), file=sys.stderr)
-    assert seconds and max(seconds) == 1.0, fires
+    assert len(fires) >= 5 and missing == [], (missing, fires)
     assert sum("spooled" in line["message"] for line in daemon.lines) >= 4
     with open_store(postgres_url) as store, store.connect() as conn:
         assert conn.execute(select(batches.c.status).where(
