@@ -258,3 +258,37 @@ def test_collect_says_when_the_spool_cannot_keep_a_batch(db_url: str, tmp_path: 
     assert outcome.result is not None and outcome.transient
     assert outcome.spooled is None and outcome.spool_error is not None
     assert "cannot keep it: Not a directory" in str(outcome.spool_error)
+
+
+def test_a_daemon_whose_spool_cannot_write_says_so_and_counts_it(
+        postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
+    import urllib.request
+
+    invoke("db", "upgrade", "--db", postgres_url)
+    url = make_url(postgres_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
+    (tmp_path / "file").write_text("")  # the spool would be a folder inside a file
+    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s",
+                           "--metrics-port", "0",
+                           env={"COLLECTOR_SPOOL_DIR": str(tmp_path / "file" / "spool")})
+    try:
+        served = daemon.wait_for(lambda line: line["message"].startswith("metrics on "))
+        metrics = served["message"].removeprefix("metrics on ")
+        daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
+        proxy.cut()
+        lost = daemon.wait_for(lambda line: line["message"].startswith("batch lost: "),
+                               timeout=15)
+        assert lost["level"] == "error" and "cannot keep it: Not a directory" in lost["message"]
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            text = response.read().decode()
+        counted = [line for line in text.splitlines()
+                   if line.startswith("collector_spool_write_failures_total ")]
+        assert counted and float(counted[0].split()[1]) >= 1
+        proxy.restore()
+    finally:
+        assert daemon.stop() == 0
+        proxy.close()
+    assert not any("Traceback" in line for line in daemon.raw)
