@@ -79,7 +79,11 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         scrub = self.redactor.scrub
-        record.msg = scrub(record.getMessage())
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit: keep both, scrubbed
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg = scrub(message)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

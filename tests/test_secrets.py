@@ -262,3 +262,31 @@ def test_no_secret_in_the_daemons_log_through_retries_redirects_and_resets(
     stored = " ".join(str(value) for row in rows for value in row)
     assert "connection to 127.0.0.1" in stored and "REDACTED" in stored
     assert [s for s in planted if s in stored] == []
+
+
+def test_the_filter_rewrites_any_record_whoever_wrote_it() -> None:
+    import logging
+
+    from collector.redaction import RedactingFilter, Redactor
+
+    redactor = Redactor()
+    redactor.add(["s3cret value/1"])
+    shown = logging.LogRecord("urllib3.connectionpool", logging.WARNING, "x", 1,
+                              "Retrying after %r: %s", ("boom", "/p/s3cret%20value%2F1?q=1"),
+                              None)
+    shown.__dict__["detail"] = {"url": "/p/s3cret+value%2F1"}  # as extra= sets it
+    assert RedactingFilter(redactor).filter(shown)
+    assert shown.getMessage() == "Retrying after 'boom': /p/REDACTED?q=1"
+    assert shown.__dict__["detail"] == {"url": "/p/REDACTED"}
+    broken = logging.LogRecord("x", logging.WARNING, "x", 1, "%s %s", ("s3cret value/1",), None)
+    assert RedactingFilter(redactor).filter(broken)  # a library's mismatched arguments
+    assert "s3cret" not in broken.getMessage() and "REDACTED" in broken.getMessage()
+    try:
+        raise ValueError("token s3cret value/1 refused")
+    except ValueError:
+        import sys
+
+        failed = logging.LogRecord("x", logging.ERROR, "x", 1, "failed", None, sys.exc_info())
+    RedactingFilter(redactor).filter(failed)
+    assert failed.exc_info is None and "REDACTED refused" in (failed.exc_text or "")
+    assert "s3cret" not in logging.Formatter().format(failed)
