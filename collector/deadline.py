@@ -58,10 +58,15 @@ class Deadline:
     def passed(self) -> bool:
         return self.cut is not None or self.remaining() <= _SLACK
 
+    @property
+    def ended_in(self) -> Phase:
+        """The phase the request was in when the deadline ended it (or is in now)."""
+        return self.cut or self.phase
+
     def describe(self) -> str:
         """What was not done in time, for the request's error message."""
         what = {"connect": "connection", "headers": "response headers",
-                "body": "body"}[self.cut or self.phase]
+                "body": "body"}[self.ended_in]
         return f"{what} not complete within the total timeout ({self.total:g}s)"
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
 
 REDACTED = "REDACTED"
@@ -58,9 +58,6 @@ class Redactor:
             return text
         return pattern.sub(REDACTED, text)
 
-    def __contains__(self, value: str) -> bool:
-        return value in self._values
-
 
 SECRETS = Redactor()
 
@@ -95,18 +92,17 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str | dict | list | tuple):
+            if key not in RECORD_ATTRIBUTES and isinstance(value, str | dict | list | tuple):
                 setattr(record, key, _scrubbed(value, scrub))
         return True
 
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName"}
 
 
-def _scrubbed(value: object, scrub: object) -> object:
-    assert callable(scrub)
+def _scrubbed(value: object, scrub: Callable[[str], str]) -> object:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):

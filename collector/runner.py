@@ -393,8 +393,7 @@ def _total_timeout(deadline: Deadline | None) -> tuple[ErrorKind, str] | None:
     """The request's error when its total timeout is what ended it, else None."""
     if deadline is None or not deadline.passed():
         return None
-    kind: ErrorKind = "connect_timeout" if (deadline.cut or deadline.phase) == "connect" \
-        else "read_timeout"
+    kind: ErrorKind = "connect_timeout" if deadline.ended_in == "connect" else "read_timeout"
     return kind, deadline.describe()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from collector.errors import ConfigError
 from collector.keys import REFERENCE, header_value_problem
-from collector.redaction import REDACTED, SECRETS, SHORTEST
+from collector.redaction import REDACTED, SECRETS
 from collector.results import BatchResult
 from collector.spec import BatchSpec
 
@@ -95,9 +95,8 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
     if batch.redact:
         hidden = set(batch.redact)
         values += [v for q in (batch.fields, *batch.queries) for k, v in q.items() if k in hidden]
-    # Values of a few characters would turn innocent text into REDACTED: not scrubbed.
-    secrets = tuple(sorted({v for v in values if len(v) >= SHORTEST}, key=len, reverse=True))
-    SECRETS.add(secrets)
+    secrets = tuple(dict.fromkeys(values))
+    SECRETS.add(secrets)  # which also leaves out values too short to hide
     return Prepared(ready=ready, shown=shown, values=secrets)
 
 

@@ -40,16 +40,10 @@ def resolve_database_url(option: str | None, environ: Mapping[str, str] = os.env
 def without_password(url: str) -> str:
     """``scheme://user:***@host/...``: a URL as a message may show it.
 
-    The password is taken to run to the last ``@`` (a URL that put one in its
-    path shows a little less of the path): whatever the password holds, none
-    of it is shown.
+    All between the user name's ``:`` and the last ``@`` is hidden, whatever the
+    password holds (a URL that put an ``@`` in its path shows a little less of the
+    path); safe for any text, a URL or not.
     """
-    return mask_userinfo(url)
-
-
-def mask_userinfo(url: str) -> str:
-    """``scheme://user:***@rest``: all between the user name's ``:`` and the last ``@``
-    hidden, whatever it holds (safe for any text, URL or not)."""
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in userinfo:

@@ -21,6 +21,8 @@ import os
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -115,14 +117,7 @@ class Spool:
 
     def destinations(self) -> dict[str | None, int]:
         """How many batches wait for each database (None: format 1, any database)."""
-        counts: dict[str | None, int] = {}
-        for path in self.paths():
-            try:
-                database = self.read(path).database
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # replay moves it to rejected/
-            counts[database] = counts.get(database, 0) + 1
-        return counts
+        return dict(Counter(self._databases(self.paths())))
 
     def replay(self, store: Store, *, limit: int | None = None,
                legacy: bool = True) -> Replayed:
@@ -166,14 +161,17 @@ class Spool:
                         self._waiting_for(store, self.paths(), legacy))
 
     def _waiting_for(self, store: Store, paths: list[Path], legacy: bool) -> int:
-        waiting = 0
+        return sum(database == store.url or (legacy and database is None)
+                   for database in self._databases(paths))
+
+    def _databases(self, paths: list[Path]) -> Iterator[str | None]:
+        """The database each readable file of ``paths`` belongs to (None: format 1); an
+        unreadable one is left out (replay moves it to rejected/)."""
         for path in paths:
             try:
-                database = self.read(path).database
+                yield self.read(path).database
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            waiting += database == store.url or (legacy and database is None)
-        return waiting
 
     def _reject(self, path: Path, why: str) -> None:
         folder = self.folder / "rejected"

@@ -197,19 +197,29 @@ def test_run_once_spools_and_flush_stores(postgres_url: str, server: LocalServer
     assert len(stored_batches(postgres_url)) == 1
 
 
-def run_through_an_outage(postgres_url: str, server: LocalServer, tmp_path: Path,
-                          outage: str) -> DaemonProcess:
-    """A daemon with a job every second, its database behind a proxy that is cut or
-    frozen for several fires and then restored; returns it stopped, its spool replayed."""
+def daemon_behind_a_proxy(postgres_url: str, server: LocalServer, tmp_path: Path,
+                          *args: str, env: dict[str, str] | None = None
+                          ) -> tuple[DaemonProcess, Proxy]:
+    """A daemon with a job every second, its database reached through a proxy the
+    test can cut or freeze; both to be stopped by the caller."""
     invoke("db", "upgrade", "--db", postgres_url)
     url = make_url(postgres_url)
     proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
     through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
-    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s",
-                           "--log-level", "debug").started()
+    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s", *args, env=env)
+    return daemon, proxy
+
+
+def run_through_an_outage(postgres_url: str, server: LocalServer, tmp_path: Path,
+                          outage: str) -> DaemonProcess:
+    """A daemon with a job every second, its database behind a proxy that is cut or
+    frozen for several fires and then restored; returns it stopped, its spool replayed."""
+    daemon, proxy = daemon_behind_a_proxy(postgres_url, server, tmp_path,
+                                          "--log-level", "debug")
     try:
+        daemon.started()
         daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
         proxy.cut() if outage == "cut" else proxy.freeze()  # frozen: open, nothing answers
         daemon.wait_for(lambda line: "spooled" in line["message"], timeout=15)
@@ -264,16 +274,10 @@ def test_a_daemon_whose_spool_cannot_write_says_so_and_counts_it(
         postgres_url: str, server: LocalServer, tmp_path: Path) -> None:
     import urllib.request
 
-    invoke("db", "upgrade", "--db", postgres_url)
-    url = make_url(postgres_url)
-    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
-    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    jobs = tmp_path / "jobs.toml"
-    jobs.write_text(f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "1s"\n')
     (tmp_path / "file").write_text("")  # the spool would be a folder inside a file
-    daemon = DaemonProcess(through, "--jobs", str(jobs), "--db-timeout", "1s",
-                           "--metrics-port", "0",
-                           env={"COLLECTOR_SPOOL_DIR": str(tmp_path / "file" / "spool")})
+    daemon, proxy = daemon_behind_a_proxy(
+        postgres_url, server, tmp_path, "--metrics-port", "0",
+        env={"COLLECTOR_SPOOL_DIR": str(tmp_path / "file" / "spool")})
     try:
         served = daemon.wait_for(lambda line: line["message"].startswith("metrics on "))
         metrics = served["message"].removeprefix("metrics on ")

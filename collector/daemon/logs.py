@@ -8,12 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
-from collector.redaction import RedactingFilter
+from collector.redaction import RECORD_ATTRIBUTES, RedactingFilter
 
 LogFormat = Literal["text", "json"]
-# Attributes every LogRecord has; anything else came in through ``extra=``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        document.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        document.update({k: v for k, v in vars(record).items() if k not in RECORD_ATTRIBUTES})
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -36,7 +36,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from collector.errors import ConfigError, DatabaseUnavailable, DataRejected, NoDatabase
 from collector.quantities import show
-from collector.settings import mask_userinfo, without_password
+from collector.settings import without_password
 
 SQLITE_BUSY_TIMEOUT = 30.0
 
@@ -127,7 +127,7 @@ def shown_database_url(url: str) -> str:
     """A database URL as a message may show it: the password as ``***``, whatever it holds."""
     parsed = _parsed(url)
     if parsed is None:
-        return mask_userinfo(url)
+        return without_password(url)
     return parsed.render_as_string(hide_password=True)
 
 
