@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -127,6 +128,9 @@ batches = Table(
     Index(None, "job_name", "started_at"),
     Index(None, "started_at"),
     Index(None, "batch_key", unique=True),
+    # What a claim reads (is a batch of the job running?): only the running rows.
+    Index("ix_batches_running", "job_name", postgresql_where=text("status = 'running'"),
+          sqlite_where=text("status = 'running'")),
 )
 
 requests = Table(

@@ -287,6 +287,24 @@ class Store:
         return self._bounded_on("complete", lambda conn: _batches.complete(conn, batch_id, result),
                                 write=True)
 
+    def claim_fires(self, fires: Sequence[_batches.Fire], *, worker: str,
+                    now: datetime) -> dict[tuple[str, datetime], _batches.Claimed]:
+        """Claim many fires exclusively in one transaction (see :meth:`claim_exclusive`):
+        for each (job, scheduled time), its batch id, None or "busy". ``now`` is stamped
+        as their ``started_at`` until they complete."""
+        if not fires:
+            return {}
+        return self._bounded_on("claim", lambda conn: _batches.claim_many(
+            conn, fires, worker=worker, now=now), write=True)
+
+    def complete_batches(self, finished: Sequence[tuple[int, BatchResult]]) -> dict[int, bool]:
+        """Complete many claimed batches in one transaction (see :meth:`complete`); by id,
+        whether each was written."""
+        if not finished:
+            return {}
+        return self._bounded_on("complete", lambda conn: _batches.complete_many(
+            conn, finished), write=True)
+
     def save_batch(self, result: BatchResult, *, job_name: str, trigger: Trigger = "manual",
                    scheduled_for: datetime | None = None, worker: str | None = None,
                    batch_key: str | None = None) -> int | None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Insert, delete, func, select, update
+from sqlalchemy import Connection, Insert, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from collector.histogram import summarize
@@ -55,12 +56,8 @@ def claim(conn: Connection, *, job_name: str, spec: BatchSpec, scheduled_for: da
     first takes a lock on the job's name, so two fires cannot both pass the check.
     """
     if exclusive:
-        if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(job_name))))
-        running = conn.execute(select(batches.c.id).where(
-            batches.c.job_name == job_name, batches.c.status == "running").limit(1)).first()
-        if running is not None:
-            return "busy"
+        return claim_many(conn, [(job_name, spec, scheduled_for)], worker=worker,
+                          now=datetime.now(UTC))[(job_name, scheduled_for)]
     row = {"job_name": job_name, "trigger": "schedule", "scheduled_for": scheduled_for,
            "started_at": datetime.now(UTC), "status": "running", "url": spec.url,
            "method": spec.method, "pool_size": spec.pool_size,
@@ -75,14 +72,67 @@ def complete(conn: Connection, batch_id: int, result: BatchResult) -> bool:
 
     False (and nothing written) when the batch is no longer running or abandoned.
     """
-    done = conn.execute(
-        update(batches)
-        .where(batches.c.id == batch_id, batches.c.status.in_(("running", "abandoned")))
-        .values({**_counters(result), "started_at": result.started_at}))
-    if done.rowcount != 1:
-        return False
-    _insert_requests(conn, batch_id, result.requests)
-    return True
+    return complete_many(conn, [(batch_id, result)])[batch_id]
+
+
+def complete_many(conn: Connection,
+                  finished: Sequence[tuple[int, BatchResult]]) -> dict[int, bool]:
+    """Complete many claimed batches in one transaction (see :func:`complete`): by id,
+    whether each was written. Three statements however many batches: the daemon's
+    writer commits what finished since its last commit this way."""
+    ids = [batch_id for batch_id, _ in finished]
+    still_open = select(batches.c.id).where(batches.c.id.in_(ids),
+                                            batches.c.status.in_(("running", "abandoned")))
+    if conn.dialect.name == "postgresql":
+        still_open = still_open.with_for_update()  # no abandon_stale in between
+    open_ids = set(conn.execute(still_open).scalars())
+    todo = [(batch_id, result) for batch_id, result in finished if batch_id in open_ids]
+    if todo:
+        conn.execute(update(batches).where(batches.c.id == bindparam("b_id")),
+                     [{"b_id": batch_id, **_counters(result), "started_at": result.started_at}
+                      for batch_id, result in todo])
+        _insert_requests(conn, [(batch_id, result.requests) for batch_id, result in todo])
+    return {batch_id: batch_id in open_ids for batch_id in ids}
+
+
+Fire = tuple[str, BatchSpec, datetime]  # job name, what it sends, scheduled_for
+Claimed = int | None | Literal["busy"]
+
+
+def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str,
+               now: datetime) -> dict[tuple[str, datetime], Claimed]:
+    """Claim many fires at once, exclusively (see :func:`claim`): for each (job, time), its
+    batch id, None (another worker has it) or "busy" (a batch of the job is running).
+
+    At most one fire per job is claimed: of two fires of one job, the later is "busy"
+    (the caller sends the latest only). Three statements however many fires.
+    """
+    names = sorted({name for name, _, _ in fires})
+    if conn.dialect.name == "postgresql":
+        # One job's claims one at a time across daemons, locked in one order (no deadlock).
+        conn.execute(text("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(n) "
+                          "AS h FROM unnest(CAST(:names AS text[])) AS n ORDER BY h) AS locks"),
+                     {"names": names})
+    busy = set(conn.execute(select(batches.c.job_name).distinct().where(
+        batches.c.job_name.in_(names), batches.c.status == "running")).scalars())
+    outcome: dict[tuple[str, datetime], Claimed] = {}
+    rows = []
+    for name, spec, scheduled_for in fires:
+        if name in busy:
+            outcome[(name, scheduled_for)] = "busy"
+            continue
+        busy.add(name)
+        outcome[(name, scheduled_for)] = None
+        rows.append({"job_name": name, "trigger": "schedule", "scheduled_for": scheduled_for,
+                     "started_at": now, "status": "running", "url": spec.url,
+                     "method": spec.method, "pool_size": spec.pool_size,
+                     "concurrency": spec.concurrency, "worker": worker})
+    if rows:
+        inserted = conn.execute(_insert_batch(conn).returning(
+            batches.c.id, batches.c.job_name, batches.c.scheduled_for), rows)
+        for batch_id, name, scheduled_for in inserted:
+            outcome[(name, scheduled_for)] = batch_id
+    return outcome
 
 
 def save(conn: Connection, result: BatchResult, *, job_name: str, trigger: Trigger,
@@ -96,7 +146,7 @@ def save(conn: Connection, result: BatchResult, *, job_name: str, trigger: Trigg
     inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
     batch_id: int | None = inserted.scalar_one_or_none()
     if batch_id is not None:
-        _insert_requests(conn, batch_id, result.requests)
+        _insert_requests(conn, [(batch_id, result.requests)])
     return batch_id
 
 
@@ -152,10 +202,9 @@ _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status"
 _INSERTED = ("batch_id", *_REQUEST_COLUMNS)  # the order of the tuples built below
 
 
-def _insert_requests(conn: Connection, batch_id: int,
-                     rows: tuple[RequestResult, ...]) -> None:
-    if not rows:
-        return
+def _insert_requests(conn: Connection,
+                     batched: Sequence[tuple[int, tuple[RequestResult, ...]]]) -> None:
+    """The request rows of one or many batches, in one statement."""
     sqlite = conn.dialect.name == "sqlite"
     values = [(
         batch_id, r.position, r.method, storable(r.url), storable(r.query),
@@ -165,7 +214,9 @@ def _insert_requests(conn: Connection, batch_id: int,
         r.attempts, r.error_kind, storable(r.error, ERROR_MAX),
         json.dumps([{**a.to_dict(), "error": storable(a.error, ERROR_MAX)}
                     for a in r.failed_attempts]) if r.failed_attempts else None,
-    ) for r in rows]
+    ) for batch_id, rows in batched for r in rows]
+    if not values:
+        return
     columns = ", ".join(_INSERTED)
     if sqlite:
         conn.exec_driver_sql(f"INSERT INTO requests ({columns}) "
