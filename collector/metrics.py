@@ -47,6 +47,9 @@ class Metrics:
         self.last_batch = Gauge("collector_last_batch_timestamp_seconds",
                                 "When the job's last batch here finished (Unix time).", ["job"],
                                 registry=r)
+        self.clock_offset = Gauge("collector_clock_offset_seconds", "The database's clock "
+                                  "minus this host's, as last measured (collector goes by the "
+                                  "database's).", registry=r)
         self.jobs = Gauge("collector_jobs_scheduled", "Jobs this daemon schedules.", registry=r)
         self.spool_depth = Gauge("collector_spool_depth", "Batches waiting in the spool for the "
                                  "database.", registry=r)

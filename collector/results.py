@@ -6,8 +6,8 @@ Field names are the column names of the ``requests`` and ``batches`` tables
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 ErrorKind = Literal[
@@ -133,6 +133,16 @@ class BatchResult:
         if not self.requests_failed:
             return "ok"
         return "failed" if not self.requests_succeeded else "partial"
+
+    def shifted(self, by: timedelta) -> BatchResult:
+        """The same batch with every time moved by ``by`` (a clock's measured offset)."""
+        if not by:
+            return self
+        return replace(self, started_at=self.started_at + by,
+                       finished_at=self.finished_at + by, requests=tuple(
+                           replace(r, started_at=r.started_at + by, failed_attempts=tuple(
+                               replace(a, at=a.at + by) for a in r.failed_attempts))
+                           for r in self.requests))
 
     def to_dict(self) -> dict[str, Any]:
         """Column names to JSON-ready values (times as ISO 8601 UTC)."""

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -293,3 +293,85 @@ def test_a_daemon_running_a_faulty_job_keeps_running(sqlite_url: str, tmp_path: 
     assert len(rows) >= 3 and {r["status"] for r in rows} == {"partial"}
     assert all((r["requests_succeeded"], r["requests_failed"]) == (1, 4) for r in rows)
     assert not any(line["level"] == "error" for line in daemon.lines)
+
+
+def test_every_fire_is_stored_or_a_counted_logged_skip(sqlite_url: str, server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    # Three jobs every second: a fast one, one whose batch takes longer than its interval
+    # (its next fires find it running) and one that cannot run (a variable not set).
+    jobs_toml = tmp_path / "jobs.toml"
+    jobs_toml.write_text(
+        f'[jobs.fast]\nurl = "{server.url("/search")}"\nevery = "1s"\nqueries = [{{ q = "a" }}]\n'
+        f'[jobs.slow]\nurl = "{server.url("/delay/1.6")}"\nevery = "1s"\n'
+        'queries = [{ q = "a" }]\n'
+        '[jobs.unset]\nurl = "http://127.0.0.1:9/${COLLECTOR_TEST_NEVER_SET}"\nevery = "1s"\n'
+        'queries = [{ q = "a" }]\n')
+    daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml), "--log-level", "debug")
+    daemon.started()
+    wait_until(lambda: sum(r["job_name"] == "slow" for r in stored_batches(sqlite_url)) >= 3,
+               timeout=60, message="the slow job stored fewer than 3 batches")
+    assert daemon.stop() == 0
+    rows = stored_batches(sqlite_url)
+    skips = [line for line in daemon.lines if "skipped" in line]
+    summaries = [line["skip"] for line in daemon.lines
+                 if "skip" in line and line["level"] == "info"]
+    for job in ("fast", "slow", "unset"):
+        stored = [r["scheduled_for"] for r in rows if r["job_name"] == job]
+        skipped = [datetime.fromisoformat(s["skipped"]["scheduled_for"]) for s in skips
+                   if s["skipped"]["job"] == job]
+        accounted = Counter(stored + skipped)
+        assert max(accounted.values()) == 1, (job, accounted)  # none twice
+        first, last = min(accounted), max(accounted)
+        expected = int((last - first).total_seconds()) + 1
+        assert len(accounted) == expected, (job, sorted(accounted))  # none missing
+        # Each skip is also in an INFO line: the first at once, the rest summed.
+        assert sum(s["count"] for s in summaries if s["job"] == job) == len(skipped), job
+    reasons = Counter((s["skipped"]["job"], s["skipped"]["reason"]) for s in skips)
+    assert reasons[("slow", "previous_running")] >= 2
+    assert reasons[("unset", "config")] >= 3
+    assert not any(job == "fast" and reason != "stopping" for job, reason in reasons)
+
+
+def _catch_ups(sqlite_url: str, tmp_path: Path, jobs_count: int, every: int,
+               created_ago: timedelta) -> dict[str, tuple[datetime, datetime] | None]:
+    """Each job's planned catch-up (run time, missed fire) when a daemon schedules jobs
+    created ``created_ago``, its scheduler not started."""
+    jobs_toml = tmp_path / "jobs.toml"
+    jobs_toml.write_text("".join(f'[jobs.j{i}]\nurl = "http://127.0.0.1:9/"\nevery = "{every}s"\n'
+                                 for i in range(jobs_count)))
+    invoke("jobs", "apply", str(jobs_toml), "--db", sqlite_url)
+    with open_store(sqlite_url) as store:
+        with store.connect(write=True) as conn:
+            conn.execute(update(jobs).values(created_at=datetime.now(UTC) - created_ago,
+                                             updated_at=datetime.now(UTC) - created_ago))
+        daemon = Daemon(store, DaemonConfig())
+        daemon.sync_jobs()
+        return {f"j{i}": daemon.scheduler.get_job(f"j{i}").trigger.catch_up
+                for i in range(jobs_count)}
+
+
+def test_a_new_job_never_runs_a_fire_from_before_it_existed(sqlite_url: str,
+                                                            tmp_path: Path) -> None:
+    # Created a second ago, every minute: the minute's fire was before it existed.
+    planned = _catch_ups(sqlite_url, tmp_path, 20, 60, timedelta(seconds=1))
+    missed = {name: plan for name, plan in planned.items()
+              if plan is not None and plan[1] < datetime.now(UTC) - timedelta(seconds=1)}
+    assert missed == {}
+
+
+def test_catch_up_fires_are_spread_and_end_before_the_next_fire(sqlite_url: str,
+                                                                 tmp_path: Path) -> None:
+    # 200 jobs every minute, created an hour ago, a daemon starting now: each job's
+    # missed fire runs once, spread over the first half of the time to the next fire.
+    before = datetime.now(UTC)
+    planned = _catch_ups(sqlite_url, tmp_path, 200, 60, timedelta(hours=1))
+    after = datetime.now(UTC)
+    assert all(plan is not None for plan in planned.values())
+    runs = sorted(plan[0] for plan in planned.values() if plan is not None)
+    fire = next(plan[1] for plan in planned.values() if plan is not None)
+    following = fire + timedelta(seconds=60)
+    assert before <= runs[0] and runs[-1] <= after + (following - before) / 2
+    # Spread, not bunched: no tenth of the span holds more than a fifth of them.
+    span = (runs[-1] - runs[0]) / 10
+    assert max(sum(runs[0] + span * k <= r < runs[0] + span * (k + 1) for r in runs)
+               for k in range(10)) <= 40

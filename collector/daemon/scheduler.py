@@ -1,32 +1,63 @@
 """The daemon: every enabled job fired on its schedule, each fire claimed, run and stored once.
 
-A ``BackgroundScheduler`` (APScheduler 3) fires jobs into a thread pool of
-``workers``; the main thread waits for signals and, between them, keeps the
-daemon's heartbeat, marks batches of dead workers ``abandoned``, follows
-changes to the ``jobs`` table and pings systemd's watchdog while the
-scheduler's own loop is alive.
+A ``BackgroundScheduler`` (APScheduler 3) says when; :mod:`collector.daemon.firing`
+has the path a fire takes from there. Fires reach the claims thread a little
+ahead of their time and are claimed many to a statement; the starter thread
+starts each at its time on one of ``workers`` batch threads; the writer thread
+commits what finished, many batches to a transaction; the replay thread stores
+the spool as soon as the database answers. Every fire ends as a stored batch
+or a counted, logged skip. The main thread waits for signals and, between
+them, keeps the heartbeat on the database's clock, marks batches of dead
+workers ``abandoned``, follows changes to the ``jobs`` table and pings
+systemd's watchdog while the scheduler's own loop is alive.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.collect import collect
+from collector.daemon.firing import Clock, Fire, FireExecutor, Skips, fire_grace
 from collector.daemon.notify import Notifier
-from collector.errors import CollectorError, ConfigError, StoreError
+from collector.daemon.trigger import FireTrigger
+from collector.errors import (
+    CollectorError,
+    ConfigError,
+    DatabaseUnavailable,
+    DataRejected,
+    SpoolFull,
+    StoreError,
+)
 from collector.metrics import Metrics
-from collector.schedule import Fires
+from collector.runner import run_batch
+from collector.schedule import Fires, spread_offset
+from collector.secrets import prepare
 from collector.settings import spool_folder, worker_id
 from collector.spec import JobSpec
-from collector.spool import Spool
+from collector.spool import Spool, Spooled, new_batch_key
 from collector.store import Store
 
 log = logging.getLogger("collector.daemon")
+
+CLOCK_WARNING = timedelta(seconds=1)  # a clock further off than this is logged
+# A running batch of this daemon's that it is not running, and older than this, is a
+# claim that went through after the daemon gave up waiting on it.
+STRAY_AGE = timedelta(seconds=30)
+# How long the claims thread and the writer wait for more of their kind before one
+# statement and one commit (the measured trade-off is in benchmarks/README.md).
+CLAIM_LINGER = 0.05
+# Fires reach the claims thread this much ahead of their time, so that their claim is
+# made before it and many fires share it.
+CLAIM_LEAD = timedelta(seconds=0.25)
+WRITE_LINGER = 0.05
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +81,8 @@ class Daemon:
 
     def __init__(self, store: Store, config: DaemonConfig, *,
                  notifier: Notifier | None = None, metrics: Metrics | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor as Batches
+
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -57,26 +90,37 @@ class Daemon:
         self.config = config
         self.notifier = notifier or Notifier({})
         self.metrics = metrics or Metrics()
+        self.clock = Clock()
+        self.skips = Skips(self.metrics)
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(config.workers),
+            executors={"default": FireExecutor(self._accept),
                        "tick": ThreadPoolExecutor(1)},
-            # Overlapping fires of a job are not dropped here: the cluster-wide check
-            # (a batch of the job still running) skips and counts them, and while the
-            # database is away they run and are spooled.
-            job_defaults={"coalesce": True, "max_instances": config.workers},
+            # Every fire time reaches _accept (no coalescing), which decides and counts:
+            # APScheduler drops nothing of its own accord.
+            job_defaults={"coalesce": False, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
         self.spool = Spool(config.spool_folder)
         # After an outage is seen, fires go straight to the spool until the main
-        # thread finds the database answering again: no fire waits on it.
+        # thread finds the database answering again: no fire waits on it. Only a
+        # database call that failed sets it, never a fire that merely ran meanwhile.
         self.database_away = threading.Event()
         self.stop_batches = threading.Event()  # set when the shutdown timeout has passed
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.wake = threading.Event()
+        self._replay_wake = threading.Event()
+        self._claims: queue.SimpleQueue[Fire | None] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[Fire | None] = queue.SimpleQueue()
+        self._batches = Batches(max_workers=config.workers, thread_name_prefix="collector-batch")
+        self._threads: list[threading.Thread] = []
+        self._due: list[tuple[datetime, int, Fire]] = []  # claimed ahead, by fire time
+        self._due_changed = threading.Condition()
+        self._order = itertools.count()
         self._scheduled: dict[str, JobSpec] = {}
         self._marker: object = None
         self._active = 0
+        self._in_flight: set[int] = set()  # claimed here, not yet written
         self._idle = threading.Condition()
         self._last_tick = time.monotonic()
         self._last_batch = "none yet"
@@ -95,18 +139,30 @@ class Daemon:
         if self.metrics.port is not None:
             log.info("metrics on http://%s:%d/metrics", self.config.metrics_address,
                      self.metrics.port)
-        abandoned = self.store.register_worker(self.config.worker)
+        self._measure_clock()
+        abandoned = self.store.register_worker(self.config.worker, now=self.clock.now())
         if abandoned:
             log.warning("marked %d batches of an earlier %s abandoned", abandoned,
                         self.config.worker)
         self.apply_job_files()
+        for name, target in (("claims", self._claim_loop), ("starter", self._start_loop),
+                             ("writer", self._write_loop), ("replay", self._replay_loop)):
+            thread = threading.Thread(target=target, name=f"collector-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         self.sync_jobs()
         self.scheduler.add_job(self._tick, "interval", seconds=1, id="collector-tick",
-                               executor="tick", misfire_grace_time=None)
+                               executor="tick")
         self.scheduler.start()
         self.notifier.ready(self._status())
-        log.info("collector daemon %s started: %d jobs scheduled", self.config.worker,
-                 len(self._scheduled))
+        log.info("collector daemon %s started: %d jobs scheduled, %s", self.config.worker,
+                 len(self._scheduled), self._capacity())
+
+    def _capacity(self) -> str:
+        """The load the jobs make: fires per second, and the most due in one second."""
+        per_second = sum(1 / job.every if job.every else 1 / 60 for job in self._scheduled.values())
+        return (f"about {per_second:.1f} fires a second on {self.config.workers} batch "
+                f"threads")
 
     def apply_job_files(self) -> None:
         """Apply ``job_paths`` to the jobs table (files are the truth for their jobs)."""
@@ -133,112 +189,316 @@ class Daemon:
         stored = self.store.jobs()
         for broken in stored.broken:
             log.warning("%s: skipped", broken)
-        wanted = {s.name: s.job for s in stored.jobs
+        wanted = {s.name: s for s in stored.jobs
                   if s.job.enabled and (s.job.every is not None or s.job.cron is not None)}
         for name in list(self._scheduled):
             if name not in wanted:
                 self.scheduler.remove_job(name)
                 del self._scheduled[name]
                 log.info("job %s: no longer scheduled", name)
-        for name, job in wanted.items():
-            if self._scheduled.get(name) != job:
-                self._schedule(job)
+        for name, found in wanted.items():
+            if self._scheduled.get(name) != found.job:
+                self._schedule(found.job, since=found.updated_at)
         self._marker = marker
         self.metrics.jobs.set(len(self._scheduled))
         self.notifier.status(self._status())
 
-    def _schedule(self, job: JobSpec) -> None:
-        from collector.daemon.trigger import FireTrigger
-
+    def _schedule(self, job: JobSpec, *, since: datetime) -> None:
+        """Schedule ``job``; its last fire, if missed and not from before ``since`` (the job
+        as it is now did not exist then), is caught up within the first interval."""
         fires = Fires(job)
-        now = datetime.now(UTC)
-        grace = fires.grace(now)
+        now = self.clock.now()
         latest = fires.latest(now)
-        options: dict[str, object] = {}
-        if latest is not None and now - latest <= grace:
-            # Catch up the last fire once if it was missed (a claim tells if it ran).
-            options["next_run_time"] = latest
-        self.scheduler.add_job(self._fire, FireTrigger(fires), args=[job, fires], id=job.name,
-                               name=job.name, replace_existing=True,
-                               misfire_grace_time=max(1, int(grace.total_seconds())), **options)
+        upcoming = fires.next_after(latest, now) if latest is not None else None
+        catch_up = None
+        if (job.name not in self._scheduled and latest is not None and latest >= since
+                and upcoming is not None and now - latest <= fire_grace(fires, latest)):
+            # Spread as the job's fires are (a fraction from its name), within the first
+            # half of the time to its next fire, so it is done before that one is due.
+            fraction = spread_offset(job.name, 1.0).total_seconds()
+            at = now + (upcoming - now) * fraction / 2
+            catch_up = (self.clock.to_local(at), latest)
+        trigger = FireTrigger(fires, self.clock, catch_up, lead=CLAIM_LEAD)
+        self.scheduler.add_job(_never_called, trigger, args=[job, trigger], id=job.name,
+                               name=job.name, replace_existing=True)
         verb = "rescheduled" if job.name in self._scheduled else "scheduled"
         self._scheduled[job.name] = job
-        upcoming = fires.next_after(None, now)
-        log.info("job %s: %s, next fire %s", job.name, verb,
-                 upcoming.isoformat() if upcoming is not None else "none")
+        log.info("job %s: %s, next fire %s%s", job.name, verb,
+                 upcoming.isoformat() if upcoming is not None else "none",
+                 f" (its missed fire {catch_up[1].isoformat()} first)" if catch_up else "")
 
-    # -- a fire -----------------------------------------------------------------------------
+    # -- a fire: accepted, claimed, run, written --------------------------------------------
 
-    def _fire(self, job: JobSpec, fires: Fires) -> None:
-        """Run by APScheduler's thread pool: claim this fire, run it, store it, log it."""
-        if self.stopping.is_set():
+    def _accept(self, job: JobSpec, trigger: FireTrigger, run_times: list[datetime]) -> None:
+        """In APScheduler's loop: each due fire queued for its claim, or counted as late."""
+        now = self.clock.now()
+        for i, run_time in enumerate(run_times):
+            scheduled_for = trigger.key(run_time)
+            if self.stopping.is_set():
+                self.skips.skip(job.name, "stopping", scheduled_for)
+            elif (i < len(run_times) - 1
+                  or now - scheduled_for > fire_grace(trigger.fires, scheduled_for)):
+                self.skips.skip(job.name, "late", scheduled_for)
+            else:
+                self._claims.put(Fire(job=job, scheduled_for=scheduled_for, early=True))
+
+    def _claim_loop(self) -> None:
+        """The claims thread: what is due now, claimed in one statement, then started."""
+        for group in _groups(self._claims, 5000, CLAIM_LINGER):
+            try:
+                self._claim(group)
+            except Exception:  # a bug here must not stop every later fire
+                log.exception("claiming %d fires failed", len(group))
+                for fire in group:
+                    self.skips.skip(fire.job.name, "error", fire.scheduled_for)
+
+    def _claim(self, group: list[Fire]) -> None:
+        ready = []
+        for fire in group:
+            if self.stopping.is_set():
+                self.skips.skip(fire.job.name, "stopping", fire.scheduled_for)
+                continue
+            try:
+                fire.prepared = prepare(fire.job.batch, where=f'job "{fire.job.name}"')
+            except ConfigError as exc:
+                log.error("job %s: %s", fire.job.name, exc)
+                self.skips.skip(fire.job.name, "config", fire.scheduled_for)
+                continue
+            ready.append(fire)
+        if not ready:
             return
-        scheduled_for = fires.latest(datetime.now(UTC))
-        if scheduled_for is None:
-            return
+        if not self.database_away.is_set():
+            try:
+                claimed = self.store.claim_fires(
+                    [(f.job.name, f.job.batch, f.scheduled_for) for f in ready],
+                    worker=self.config.worker, now=self.clock.now())
+            except DatabaseUnavailable as exc:
+                self._away(f"claiming {len(ready)} fires: {exc}")
+            except StoreError as exc:
+                log.warning("claiming %d fires: %s", len(ready), exc)
+                for fire in ready:
+                    self.skips.skip(fire.job.name, "database", fire.scheduled_for)
+                return
+            else:
+                for fire in ready:
+                    outcome = claimed[(fire.job.name, fire.scheduled_for)]
+                    if outcome == "busy" and fire.early:
+                        fire.early = False  # asked ahead of time: ask again when it is due
+                        self._hold(fire)
+                    elif outcome == "busy":
+                        self.skips.skip(fire.job.name, "previous_running", fire.scheduled_for)
+                    elif outcome is None:
+                        self.skips.skip(fire.job.name, "claimed_elsewhere", fire.scheduled_for)
+                    else:
+                        fire.batch_id = outcome
+                        self._hold(fire)
+                return
+        for fire in ready:  # the database is away: run them all, spool what they collect
+            fire.offline = True
+            self._hold(fire)
+
+    def _hold(self, fire: Fire) -> None:
+        """Keep a fire until it is due (claims are made ahead of time): then it starts, or,
+        when it was claimed without success while the job's last batch ran, is claimed
+        again."""
+        with self._due_changed:
+            heapq.heappush(self._due, (fire.scheduled_for, next(self._order), fire))
+            self._due_changed.notify()
+
+    def _start_loop(self) -> None:
+        """The starter thread: each held fire started at its time."""
+        while (fire := self._next_due()) is not None:
+            if fire.batch_id is None and not fire.offline:
+                self._claims.put(fire)  # to be claimed again, now that it is due
+            else:
+                self._start(fire)
+
+    def _next_due(self) -> Fire | None:
+        """The next held fire once it is due. When the daemon stops, the fires it claimed
+        (or runs offline) still start at their time, a claim being a promise no other
+        daemon will keep; the ones waiting to be claimed again are counted as skipped;
+        None once nothing is held."""
+        dropped: list[Fire] = []
+        fire = None
+        with self._due_changed:
+            while fire is None:
+                if self.stopping.is_set():
+                    kept = [e for e in self._due if e[2].batch_id is not None or e[2].offline]
+                    if len(kept) < len(self._due):
+                        dropped += [e[2] for e in self._due if e not in kept]
+                        self._due = kept
+                        heapq.heapify(self._due)
+                    if not self._due:
+                        break
+                now = self.clock.now()
+                if self._due and self._due[0][0] <= now:
+                    fire = heapq.heappop(self._due)[2]
+                else:
+                    wait = (self._due[0][0] - now).total_seconds() if self._due else 1.0
+                    self._due_changed.wait(min(wait, 1.0))
+        for skipped in dropped:
+            self.skips.skip(skipped.job.name, "stopping", skipped.scheduled_for)
+        return fire
+
+    def _start(self, fire: Fire) -> None:
         with self._idle:
             self._active += 1
+            if fire.batch_id is not None:
+                self._in_flight.add(fire.batch_id)
+        self._batches.submit(self._run, fire)
+
+    def _run(self, fire: Fire) -> None:
+        """A batch thread: run the batch, hand it to the writer."""
         try:
-            self._run(job, scheduled_for)
+            prepared = fire.prepared
+            assert prepared is not None
+            result = prepared.scrub(run_batch(prepared.ready, shown=prepared.shown,
+                                              stop=self.stop_batches))
+            fire.result = result.shifted(self.clock.offset)
+            self._finished.put(fire)
+        except Exception:  # a bug in one fire must not stop the others
+            log.exception("job %s: fire %s failed", fire.job.name, fire.scheduled_for.isoformat())
+            self.skips.skip(fire.job.name, "error", fire.scheduled_for)
         finally:
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
 
-    def _run(self, job: JobSpec, scheduled_for: datetime) -> None:
+    def _write_loop(self) -> None:
+        """The writer thread: what finished since its last commit, written in one."""
+        for group in _groups(self._finished, 1000, WRITE_LINGER):
+            try:
+                self._write(group)
+            except Exception:
+                log.exception("writing %d batches failed", len(group))
+                for fire in group:
+                    self.skips.skip(fire.job.name, "error", fire.scheduled_for)
+            finally:
+                with self._idle:
+                    self._in_flight.difference_update(f.batch_id for f in group)
+
+    def _write(self, group: list[Fire]) -> None:
+        errors: dict[Fire, StoreError] = {}
+        stored: list[Fire] = []
+        claimed = [f for f in group if f.batch_id is not None]
+        away = DatabaseUnavailable(self.store.url, "away when the fire was due")
+        for fire in group:
+            if fire.batch_id is None:
+                errors[fire] = away
+        if claimed and self.database_away.is_set():
+            errors.update((f, DatabaseUnavailable(self.store.url, "known to be away"))
+                          for f in claimed)
+        elif claimed:
+            try:
+                written = self.store.complete_batches(
+                    [(f.batch_id, f.result) for f in claimed])  # type: ignore[misc]
+            except DatabaseUnavailable as exc:
+                self._away(f"writing {len(claimed)} batches: {exc}")
+                errors.update((f, exc) for f in claimed)
+            except StoreError:  # one batch the database refuses: find it, store the rest
+                written = {}
+                for fire in claimed:
+                    assert fire.batch_id is not None and fire.result is not None
+                    try:
+                        written[fire.batch_id] = self.store.complete(fire.batch_id, fire.result)
+                    except StoreError as exc:
+                        errors[fire] = exc
+            for fire in claimed:
+                if fire in errors:
+                    continue
+                if written.get(fire.batch_id):  # type: ignore[arg-type]
+                    stored.append(fire)
+                else:
+                    errors[fire] = DataRejected(
+                        self.store.url, f"batch {fire.batch_id} is no longer running")
+        for fire in stored:
+            self._report(fire)
+        for fire, error in errors.items():
+            self._not_stored(fire, error)
+
+    def _not_stored(self, fire: Fire, error: StoreError) -> None:
+        if not isinstance(error, DatabaseUnavailable):
+            self._report(fire, error=error)
+            return
+        assert fire.result is not None
         try:
-            outcome = collect(job.name, job.batch, store=self.store, trigger="schedule",
-                              scheduled_for=scheduled_for, worker=self.config.worker,
-                              stop=self.stop_batches, spool=self.spool,
-                              offline=self.database_away.is_set())
-        except ConfigError as exc:
-            log.error("job %s: %s", job.name, exc)
-            self.metrics.skipped.labels(job.name, "config").inc()
+            path = self.spool.put(Spooled(
+                batch_key=new_batch_key(), job_name=fire.job.name, trigger="schedule",
+                scheduled_for=fire.scheduled_for, claimed=fire.batch_id,
+                worker=self.config.worker, result=fire.result, database=self.store.url))
+        except OSError as exc:  # a full disk, a read-only folder: the batch is lost
+            self.metrics.spool_write_failures.inc()
+            self.skips.skip(fire.job.name, "spool_full", fire.scheduled_for)
+            self._report(fire, error=error, spool_error=SpoolFull(self.spool.folder, exc))
             return
-        except StoreError as exc:
-            log.warning("job %s: fire %s not claimed: %s", job.name, scheduled_for.isoformat(),
-                        exc)
-            self.metrics.skipped.labels(job.name, "database").inc()
-            return
-        except Exception:  # a bug in one fire must not stop the others
-            log.exception("job %s: fire %s failed", job.name, scheduled_for.isoformat())
-            self.metrics.skipped.labels(job.name, "error").inc()
-            return
-        if outcome.skipped is not None:
-            log.debug("job %s: fire %s skipped: %s", job.name, scheduled_for.isoformat(),
-                      outcome.skipped)
-            self.metrics.skipped.labels(job.name, outcome.skipped).inc()
-            return
-        result = outcome.result
+        self._report(fire, error=error, spooled=path)
+        self._replay_wake.set()
+
+    def _report(self, fire: Fire, *, error: StoreError | None = None,
+                spooled: Path | None = None, spool_error: SpoolFull | None = None) -> None:
+        """The batch's log line and metrics."""
+        result, job = fire.result, fire.job
         assert result is not None
-        self.metrics.batch(job.name, result, stored=outcome.stored)
-        late_ms = round((result.started_at - scheduled_for).total_seconds() * 1000, 1)
+        self.metrics.batch(job.name, result, stored=error is None)
         fields = {
-            "job": job.name, "scheduled_for": scheduled_for.isoformat(),
-            "batch_id": outcome.batch_id, "status": result.status,
+            "job": job.name, "scheduled_for": fire.scheduled_for.isoformat(),
+            "batch_id": fire.batch_id if error is None else None, "status": result.status,
             "requests": len(result.requests), "failed": result.requests_failed,
             "tcp_connections": result.tcp_connections,
             "duration_ms": round((result.finished_at - result.started_at).total_seconds()
                                  * 1000, 1),
-            "late_ms": late_ms,
+            "late_ms": round((result.started_at - fire.scheduled_for).total_seconds() * 1000, 1),
         }
         text = " ".join(f"{k}={v}" for k, v in fields.items())
-        if outcome.transient:
-            self.database_away.set()
-        if outcome.spooled is not None:
-            log.warning("batch spooled: %s: %s", text, outcome.store_error,
-                        extra={"batch": {**fields, "spooled": str(outcome.spooled)}})
-        elif outcome.spool_error is not None:
-            self.metrics.spool_write_failures.inc()
-            log.error("batch lost: %s: %s, and %s", text, outcome.store_error,
-                      outcome.spool_error, extra={"batch": fields})
-        elif outcome.store_error is not None:
-            log.error("batch not stored: %s: %s", text, outcome.store_error,
+        if spooled is not None:
+            log.warning("batch spooled: %s: %s", text, error,
+                        extra={"batch": {**fields, "spooled": str(spooled)}})
+        elif spool_error is not None:
+            log.error("batch lost: %s: %s, and %s", text, error, spool_error,
                       extra={"batch": fields})
+        elif error is not None:
+            log.error("batch not stored: %s: %s", text, error, extra={"batch": fields})
         else:
             log.info("batch %s", text, extra={"batch": fields})
         self._last_batch = f"{job.name} {result.status} at {result.finished_at:%H:%M:%S}"
-        self.notifier.status(self._status())
+
+    def _away(self, what: str) -> None:
+        if not self.database_away.is_set():
+            self.database_away.set()
+            log.warning("the database is away (%s): fires run and are spooled until it "
+                        "answers", what)
+
+    # -- the spool --------------------------------------------------------------------------
+
+    def _replay_loop(self) -> None:
+        """The replay thread: the spool stored, in bulk, as soon as the database answers."""
+        while not self.stopping.is_set():
+            self._replay_wake.wait(self.config.heartbeat_interval)
+            self._replay_wake.clear()
+            if self.database_away.is_set() or self.stopping.is_set():
+                continue
+            try:
+                self._replay()
+            except DatabaseUnavailable as exc:
+                self._away(f"replaying the spool: {exc}")
+            except StoreError as exc:
+                log.warning("replaying the spool: %s", exc)
+
+    def _replay(self) -> None:
+        """Store what the spool holds, oldest first, until it is empty or the database
+        goes away again."""
+        while not self.stopping.is_set() and not self.database_away.is_set():
+            depth = self.spool.depth()
+            self.metrics.spool_depth.set(depth)
+            if not depth:
+                return
+            done = self.spool.replay(self.store, limit=1000)
+            if done.stored or done.duplicates or done.rejected:
+                log.info("spool: %d stored, %d there already, %d rejected, %d left",
+                         done.stored, done.duplicates, done.rejected, done.left)
+            self.metrics.spool_depth.set(done.left)
+            if not (done.stored or done.duplicates or done.rejected):
+                return
 
     # -- the main thread --------------------------------------------------------------------
 
@@ -258,19 +518,28 @@ class Daemon:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
+            if self.database_away.is_set():
+                self._guarded(self._probe, "waiting for the database")
             if now >= next_sync:
                 next_sync = now + self.config.sync_interval
                 self._guarded(self.sync_jobs, "reading the jobs table")
+                self.skips.flush()
             if now >= next_beat:
                 next_beat = now + self.config.heartbeat_interval
                 self._guarded(self._heartbeat, "keeping the heartbeat")
-                self._guarded(self._replay, "replaying the spool")
             interval = self.notifier.watchdog_interval
             if interval is not None and now >= next_ping and self.scheduler_alive():
                 next_ping = now + interval
                 self.notifier.watchdog()
+            self.notifier.status(self._status())
             self.wake.wait(0.5)
             self.wake.clear()
+
+    def _probe(self) -> None:
+        self.store.revision()  # raises while it is still away
+        log.info("the database answers again")
+        self.database_away.clear()
+        self._replay_wake.set()
 
     def _reload(self) -> None:
         log.info("reloading: applying %s", ", ".join(map(str, self.config.job_paths)) or
@@ -283,31 +552,37 @@ class Daemon:
             log.error("reload failed: the jobs stay as they were")
         self._guarded(self.sync_jobs, "reading the jobs table")
 
-    def _replay(self) -> None:
-        """Store what the spool holds, oldest first, while the database answers."""
-        depth = self.spool.depth()
-        self.metrics.spool_depth.set(depth)
-        if self.database_away.is_set():
-            self.store.revision()  # raises while it is still away
-            log.info("the database answers again")
-            self.database_away.clear()
-        if not depth:
+    def _measure_clock(self) -> None:
+        offset = self.store.clock_offset()
+        if offset is None:
             return
-        done = self.spool.replay(self.store, limit=200)
-        if done.stored or done.duplicates or done.rejected:
-            log.info("spool: %d stored, %d there already, %d rejected, %d left", done.stored,
-                     done.duplicates, done.rejected, done.left)
-        self.metrics.spool_depth.set(done.left)
+        self.clock.offset = offset
+        self.metrics.clock_offset.set(offset.total_seconds())
+        if abs(offset) > CLOCK_WARNING:
+            log.warning("this host's clock is %.3fs %s the database's: collector goes by "
+                        "the database's", abs(offset.total_seconds()),
+                        "behind" if offset > timedelta(0) else "ahead of")
 
     def _heartbeat(self) -> None:
         try:
-            self.store.heartbeat(self.config.worker)
-        except StoreError:
-            self.database_away.set()
+            self._measure_clock()
+            now = self.clock.now()
+            self.store.heartbeat(self.config.worker, now=now)
+            abandoned = self.store.abandon_stale(
+                timedelta(seconds=self.config.heartbeat_timeout), now=now)
+            with self._idle:
+                in_flight = set(self._in_flight)
+            strays = self.store.abandon_strays(self.config.worker, keep=in_flight,
+                                               before=now - STRAY_AGE)
+        except DatabaseUnavailable as exc:
+            self._away(f"keeping the heartbeat: {exc}")
             raise
-        abandoned = self.store.abandon_stale(timedelta(seconds=self.config.heartbeat_timeout))
         if abandoned:
             log.warning("marked %d batches abandoned: their workers stopped beating", abandoned)
+        if strays:
+            log.warning("marked %d batches of this daemon abandoned: their claims went "
+                        "through after it had given up waiting (the spool completes them)",
+                        strays)
 
     def _guarded(self, step: object, what: str) -> None:
         assert callable(step)
@@ -333,6 +608,11 @@ class Daemon:
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self._claims.put(None)
+        for thread in self._threads[:2]:  # claims (nothing more is held after it), then
+            with self._due_changed:       # the starter (what was claimed has started)
+                self._due_changed.notify()
+            thread.join(timeout=60)
         deadline = time.monotonic() + self.config.shutdown_timeout
         with self._idle:
             while self._active and time.monotonic() < deadline:
@@ -342,8 +622,14 @@ class Daemon:
                             self.config.shutdown_timeout)
                 self.stop_batches.set()
                 self._idle.wait_for(lambda: not self._active, timeout=60)
+        self._batches.shutdown(wait=False)
+        self._finished.put(None)
+        self._replay_wake.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self.skips.flush_all()
         try:
-            self.store.worker_stopped(self.config.worker)
+            self.store.worker_stopped(self.config.worker, now=self.clock.now())
         except StoreError as exc:
             log.warning("could not record the stop: %s", exc)
         self.metrics.close()
@@ -378,3 +664,34 @@ def run(store: Store, config: DaemonConfig, *, notifier: Notifier,
         daemon.serve()
     finally:
         daemon.stop()
+
+
+def _never_called(*_args: object) -> None:
+    """The function APScheduler holds for each job: FireExecutor hands fires on instead."""
+    raise AssertionError("FireExecutor runs no job function")
+
+
+def _groups(source: queue.SimpleQueue[Fire | None], most: int,
+            linger: float) -> Iterator[list[Fire]]:
+    """What ``source`` holds, a group at a time, until None is taken: the first item, and
+    what else comes within ``linger`` seconds (``most`` at most), so that one statement
+    and one commit serve many fires under load, at the cost of ``linger`` at most."""
+    while True:
+        first = source.get()
+        if first is None:
+            return
+        group = [first]
+        until = time.monotonic() + linger
+        done = False
+        while len(group) < most:
+            try:
+                item = source.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                done = True
+                break
+            group.append(item)
+        yield group
+        if done:
+            return

@@ -12,12 +12,14 @@ saves a plain :class:`~collector.results.BatchResult`.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -103,46 +105,58 @@ class Store:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
         self.operation_timeout = operation_timeout
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Threads that make bounded calls: re-used, and more of them while some are stuck.
+        self._calls = ThreadPoolExecutor(max_workers=64, thread_name_prefix="collector-db")
 
     def _bounded(self, what: str, work: Callable[[], _T]) -> _T:
         """``work()`` within ``operation_timeout``, else DatabaseUnavailable.
 
         A database that stops answering with the connection open (a frozen
-        server or proxy) would block a driver call forever: the call runs in a
-        thread of its own, which is left behind when the time is up.
+        server or proxy) would block a driver call forever: the call runs on a
+        thread of the store's own pool, and is given up on when the time is up.
         """
         if self.operation_timeout is None:
             return work()
-        outcome: list[tuple[bool, object]] = []
-        done = threading.Event()
+        from concurrent.futures import TimeoutError as Late
 
-        def run() -> None:
-            try:
-                outcome.append((True, work()))
-            except BaseException as exc:  # handed to the caller below
-                outcome.append((False, exc))
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name=f"collector-db-{what}", daemon=True).start()
-        if not done.wait(self.operation_timeout):
+        future = self._calls.submit(work)
+        try:
+            return future.result(self.operation_timeout)
+        except Late:
             raise DatabaseUnavailable(
-                self.url, f"no answer within {self.operation_timeout:g}s ({what})")
-        ok, value = outcome[0]
-        if not ok:
-            assert isinstance(value, BaseException)
-            raise value
-        return value  # type: ignore[return-value]
+                self.url, f"no answer within {self.operation_timeout:g}s ({what})") from None
 
     def _bounded_on(self, what: str, work: Callable[[Connection], _T], *,
                     write: bool = False) -> _T:
         """``work(conn)`` on a connection of its own (in a transaction when ``write``),
-        within the operation timeout (see :meth:`_bounded`)."""
+        within the operation timeout (see :meth:`_bounded`).
+
+        A call given up on is cut: its connection's socket is shut (PostgreSQL) or its
+        statement interrupted (SQLite), so a claim or a save that timed out does not
+        commit later. A connection found dead on first use is tried once more.
+        """
+        cut = _Cut()
+
         def run() -> _T:
             with self.connect(write=write) as conn:
-                return work(conn)
+                cut.arm(conn)
+                try:
+                    return work(conn)
+                finally:
+                    cut.disarm()
 
-        return self._bounded(what, run)
+        for attempt in (1, 2):
+            try:
+                return self._bounded(what, run)
+            except DatabaseUnavailable as exc:
+                if cut.armed:
+                    cut.now()
+                if attempt == 1 and _stale_connection(exc) and not cut.fired:
+                    continue
+                raise
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> Store:
         return self
@@ -151,6 +165,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        self._calls.shutdown(wait=False)
         self.engine.dispose()
 
     @contextmanager
@@ -339,24 +354,36 @@ class Store:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def register_worker(self, worker: str) -> int:
+    def register_worker(self, worker: str, *, now: datetime | None = None) -> int:
         """Start ``worker``'s heartbeat row; returns how many of its earlier batches it
-        abandoned (left running by a process that had its id before)."""
+        abandoned (left running by a process that had its id before). ``now`` here and
+        below: the database's time as the daemon sees it (default: this host's)."""
         with self.connect(write=True) as conn:
-            return _workers.register(conn, worker)
+            return _workers.register(conn, worker, now or datetime.now(UTC))
 
-    def heartbeat(self, worker: str) -> None:
-        self._bounded_on("heartbeat", lambda conn: _workers.heartbeat(conn, worker), write=True)
+    def heartbeat(self, worker: str, *, now: datetime | None = None) -> None:
+        self._bounded_on("heartbeat", lambda conn: _workers.heartbeat(
+            conn, worker, now or datetime.now(UTC)), write=True)
 
-    def worker_stopped(self, worker: str) -> None:
+    def worker_stopped(self, worker: str, *, now: datetime | None = None) -> None:
         with self.connect(write=True) as conn:
-            _workers.stopped(conn, worker)
+            _workers.stopped(conn, worker, now or datetime.now(UTC))
 
-    def abandon_stale(self, timeout: timedelta) -> int:
+    def abandon_stale(self, timeout: timedelta, *, now: datetime | None = None) -> int:
         """Mark ``abandoned`` the running batches of workers whose heartbeat is older than
         ``timeout`` (or that stopped, or never registered); returns how many."""
-        return self._bounded_on("abandon_stale",
-                                lambda conn: _workers.abandon_stale(conn, timeout), write=True)
+        return self._bounded_on("abandon_stale", lambda conn: _workers.abandon_stale(
+            conn, timeout, now or datetime.now(UTC)), write=True)
+
+    def abandon_strays(self, worker: str, *, keep: Collection[int], before: datetime) -> int:
+        """Mark ``abandoned`` ``worker``'s running batches claimed before ``before`` that it
+        is not running (``keep``: the ones it is); returns how many."""
+        return self._bounded_on("abandon_strays", lambda conn: _workers.abandon_strays(
+            conn, worker, keep, before, datetime.now(UTC)), write=True)
+
+    def clock_offset(self) -> timedelta | None:
+        """The database's clock minus this host's; None when it has none of its own."""
+        return self._bounded_on("clock", _workers.clock_offset)
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -434,6 +461,53 @@ def open_store(url: str, *, ensure_schema: bool = True, create: bool = True,
         store.close()
         raise
     return store
+
+
+class _Cut:
+    """The connection a bounded call is on, and how to cut it from another thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._driver: Any = None
+        self.fired = False
+
+    @property
+    def armed(self) -> bool:
+        return self._driver is not None
+
+    def arm(self, conn: Connection) -> None:
+        with self._lock:
+            self._driver = conn.connection.dbapi_connection
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._driver = None
+
+    def now(self) -> None:
+        """Cut the call short: nothing more reaches the database on that connection."""
+        with self._lock:
+            driver, self._driver = self._driver, None
+            if driver is None:
+                return
+            self.fired = True
+            pgconn = getattr(driver, "pgconn", None)
+            if pgconn is None:  # sqlite3
+                driver.interrupt()
+                return
+            try:
+                with socket.socket(fileno=os.dup(pgconn.socket)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError as exc:  # closed meanwhile: nothing left to cut
+                log.debug("cutting a database connection: %s", exc)
+
+
+def _stale_connection(exc: DatabaseUnavailable) -> bool:
+    """Whether the call failed because its pooled connection had died (a server restart
+    since it was last used): nothing reached the database, and a new one may work."""
+    from sqlalchemy.exc import DBAPIError
+
+    cause = exc.__cause__
+    return isinstance(cause, DBAPIError) and bool(cause.connection_invalidated)
 
 
 def _too_new(url: str, current: str, head: str) -> SchemaMismatch:

@@ -81,18 +81,25 @@ def complete_many(conn: Connection,
     whether each was written. Three statements however many batches: the daemon's
     writer commits what finished since its last commit this way."""
     ids = [batch_id for batch_id, _ in finished]
-    still_open = select(batches.c.id).where(batches.c.id.in_(ids),
-                                            batches.c.status.in_(("running", "abandoned")))
+    found = select(batches.c.id, batches.c.status, batches.c.finished_at).where(
+        batches.c.id.in_(ids))
     if conn.dialect.name == "postgresql":
-        still_open = still_open.with_for_update()  # no abandon_stale in between
-    open_ids = set(conn.execute(still_open).scalars())
-    todo = [(batch_id, result) for batch_id, result in finished if batch_id in open_ids]
+        found = found.with_for_update()  # no abandon_stale in between
+    rows = {row.id: row for row in conn.execute(found)}
+    todo, written = [], {}
+    for batch_id, result in finished:
+        row = rows.get(batch_id)
+        if row is not None and row.status in ("running", "abandoned"):
+            todo.append((batch_id, result))
+            written[batch_id] = True
+        else:  # written already by a try whose commit went through unanswered: the same
+            written[batch_id] = row is not None and row.finished_at == result.finished_at
     if todo:
         conn.execute(update(batches).where(batches.c.id == bindparam("b_id")),
                      [{"b_id": batch_id, **_counters(result), "started_at": result.started_at}
                       for batch_id, result in todo])
         _insert_requests(conn, [(batch_id, result.requests) for batch_id, result in todo])
-    return {batch_id: batch_id in open_ids for batch_id in ids}
+    return written
 
 
 Fire = tuple[str, BatchSpec, datetime]  # job name, what it sends, scheduled_for
@@ -113,11 +120,18 @@ def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str,
         conn.execute(text("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(n) "
                           "AS h FROM unnest(CAST(:names AS text[])) AS n ORDER BY h) AS locks"),
                      {"names": names})
-    busy = set(conn.execute(select(batches.c.job_name).distinct().where(
-        batches.c.job_name.in_(names), batches.c.status == "running")).scalars())
+    running = {(row.job_name, row.scheduled_for): row for row in conn.execute(
+        select(batches.c.id, batches.c.job_name, batches.c.scheduled_for, batches.c.worker)
+        .where(batches.c.job_name.in_(names), batches.c.status == "running"))}
+    busy = {name for name, _ in running}
     outcome: dict[tuple[str, datetime], Claimed] = {}
     rows = []
     for name, spec, scheduled_for in fires:
+        if (this := running.get((name, scheduled_for))) is not None:
+            # This very fire runs: elsewhere, or it is this worker's own claim from a
+            # try whose commit went through unanswered (then it is this claim).
+            outcome[(name, scheduled_for)] = this.id if this.worker == worker else None
+            continue
         if name in busy:
             outcome[(name, scheduled_for)] = "busy"
             continue

@@ -85,7 +85,8 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
             ) from None
         options["connect_args"] = {"timeout": busy_timeout}
     elif parsed.get_backend_name() == "postgresql":
-        options["pool_pre_ping"] = True  # a daemon outlives server restarts
+        # No ping before every use (a round trip each): keepalives notice a server that
+        # went away, and the store tries a call again once on a connection found dead.
         options["connect_args"] = {
             "connect_timeout": max(1, round(connect_timeout)),
             "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
