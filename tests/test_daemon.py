@@ -259,10 +259,12 @@ def test_after_downtime_the_last_missed_fire_runs_once(sqlite_url: str, server: 
     first.wait_for(lambda line: "batch" in line, timeout=10)
     assert first.stop() == 0
     before = {r["scheduled_for"] for r in stored_batches(sqlite_url)}
-    time.sleep(9)  # two fires missed
+    # Down until two fires were missed: a wait for the clock, however loaded the machine.
+    while datetime.now(UTC) < max(before) + timedelta(seconds=9):
+        time.sleep(0.1)
     second = DaemonProcess(sqlite_url, "--jobs", str(jobs_toml)).started()
     try:
-        line = second.wait_for(lambda line: "batch" in line, timeout=5)
+        line = second.wait_for(lambda line: "batch" in line, timeout=20)
     finally:
         assert second.stop() == 0
     first_fire = datetime.fromisoformat(line["batch"]["scheduled_for"])
@@ -272,7 +274,9 @@ def test_after_downtime_the_last_missed_fire_runs_once(sqlite_url: str, server: 
     assert len(missed) == 1  # never a storm
     (row,) = missed
     assert (row["scheduled_for"] - max(before)) >= timedelta(seconds=8)
-    assert timedelta(0) < row["started_at"] - row["scheduled_for"] < timedelta(seconds=4)
+    # It ran before the next fire was due (catch-ups are spread over the first half of
+    # the time to it), allowing a loaded machine a second.
+    assert timedelta(0) < row["started_at"] - row["scheduled_for"] < timedelta(seconds=5)
 
 
 def test_a_daemon_running_a_faulty_job_keeps_running(sqlite_url: str, tmp_path: Path) -> None:
