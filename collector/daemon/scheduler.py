@@ -218,7 +218,11 @@ class Daemon:
             fraction = spread_offset(job.name, 1.0).total_seconds()
             at = now + (upcoming - now) * fraction / 2
             catch_up = (self.clock.to_local(at), latest)
-        trigger = FireTrigger(fires, self.clock, catch_up, lead=CLAIM_LEAD)
+        previous = self.scheduler.get_job(job.name) if job.name in self._scheduled else None
+        # A changed job goes on after the last fire its old trigger handed out, which may
+        # be claimed already: never that fire again.
+        trigger = FireTrigger(fires, self.clock, catch_up, lead=CLAIM_LEAD,
+                              after=previous.trigger.last_handed() if previous else None)
         self.scheduler.add_job(_never_called, trigger, args=[job, trigger], id=job.name,
                                name=job.name, replace_existing=True)
         verb = "rescheduled" if job.name in self._scheduled else "scheduled"

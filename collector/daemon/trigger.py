@@ -24,13 +24,14 @@ class FireTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 has no ty
     host's fire differently and turn one fire into several.
     """
 
-    __slots__ = ("_keys", "_lock", "catch_up", "clock", "fires", "lead")
+    __slots__ = ("_keys", "_lock", "after", "catch_up", "clock", "fires", "lead")
 
     def __init__(self, fires: Fires, clock: Clock,
                  catch_up: tuple[datetime, datetime] | None = None, *,
-                 lead: timedelta = timedelta(0)) -> None:
+                 lead: timedelta = timedelta(0), after: datetime | None = None) -> None:
         self.fires = fires
         self.lead = lead
+        self.after = after  # a rescheduled job: the last fire its old trigger handed out
         self.clock = clock
         self.catch_up = catch_up
         self._keys: dict[datetime, datetime] = {}
@@ -47,12 +48,20 @@ class FireTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 has no ty
                         else self._keys.get(previous_fire_time,
                                             self.clock.to_database(previous_fire_time)))
         fire = self.fires.next_after(previous, self.clock.to_database(now))
+        if fire is not None and previous is None and self.after is not None \
+                and fire <= self.after:
+            fire = self.fires.next_after(self.after, self.clock.to_database(now))
         if fire is None:
             return None
         local = self.clock.to_local(fire) - self.lead
         with self._lock:
             self._keys[local] = fire
         return local
+
+    def last_handed(self) -> datetime | None:
+        """The latest fire handed to APScheduler (a fire after it is the next's to run)."""
+        with self._lock:
+            return max(self._keys.values(), default=None)
 
     def key(self, run_time: datetime) -> datetime:
         """The fire a run time APScheduler hands back stands for."""
