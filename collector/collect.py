@@ -68,8 +68,7 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
             trigger: Trigger = "manual", scheduled_for: datetime | None = None,
             environ: Mapping[str, str] = os.environ, where: str | None = None,
             on_request: OnRequest | None = None, worker: str | None = None,
-            stop: threading.Event | None = None, spool: Spool | None = None,
-            offline: bool = False) -> Outcome:
+            stop: threading.Event | None = None, spool: Spool | None = None) -> Outcome:
     """Expand, (claim,) run and store one batch of ``job_name``.
 
     ``store`` None runs without storing. With ``scheduled_for`` the fire is
@@ -78,9 +77,7 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     ``stop`` ends the batch early (see :func:`~collector.runner.run_batch`).
     With a ``spool``, a batch the database cannot take now (and a fire that
     could not be claimed because the database is away, run anyway) is kept
-    there, to be stored when the database answers. ``offline`` (with a spool)
-    says the database is known to be away: the fire is run without waiting on
-    it, and spooled.
+    there, to be stored when the database answers.
     Raises ConfigError for an environment variable that is not set (before
     anything runs) and StoreError when the claim itself cannot be made.
     """
@@ -90,9 +87,7 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     worker = worker or worker_id()
     claimed: int | None = None
     unclaimed: DatabaseUnavailable | None = None
-    if offline and spool is not None:
-        unclaimed = DatabaseUnavailable(store.url if store else "-", "known to be away")
-    elif store is not None and scheduled_for is not None:
+    if store is not None and scheduled_for is not None:
         try:
             won = store.claim_exclusive(job_name, batch, scheduled_for=scheduled_for,
                                         worker=worker)

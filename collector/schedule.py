@@ -154,9 +154,11 @@ class Fires:
         return None
 
     def grace(self, at: datetime) -> timedelta:
-        """How late a fire may still run: the time to the next one, at most an hour."""
+        """How late the fire ``at`` belongs to may still run (see :meth:`grace_of`)."""
         latest = self.latest(at)
-        following = self.next_after(latest, at) if latest is not None else None
-        if latest is None or following is None:
-            return MAX_GRACE
-        return min(following - latest, MAX_GRACE)
+        return MAX_GRACE if latest is None else self.grace_of(latest)
+
+    def grace_of(self, fire: datetime) -> timedelta:
+        """How late ``fire`` may still start: until the next one, at most an hour."""
+        following = self.next_after(fire, fire)
+        return MAX_GRACE if following is None else min(following - fire, MAX_GRACE)

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.base import BaseExecutor
 
-from collector.schedule import Fires
 from collector.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -97,12 +96,9 @@ class Skips:
         self._lock = threading.Lock()
         self._pending: Counter[tuple[str, str]] = Counter()
         self._last_logged: dict[tuple[str, str], float] = {}
-        self.total: Counter[str] = Counter()
 
     def skip(self, job: str, reason: str, scheduled_for: datetime | None = None) -> None:
         self.metrics.skipped.labels(job, reason).inc()
-        with self._lock:
-            self.total[reason] += 1
         # Every skip at DEBUG, with its fire; at INFO, the summaries below.
         log.debug("job %s: fire %s skipped: %s", job,
                   scheduled_for.isoformat() if scheduled_for else "-", SKIP_REASONS[reason],
@@ -163,11 +159,3 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler 3 has no 
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         raise NotImplementedError("FireExecutor.submit_job hands fires over itself")
-
-
-def fire_grace(fires: Fires, scheduled_for: datetime) -> timedelta:
-    """How late this fire may still start: until the next one, an hour at most."""
-    following = fires.next_after(scheduled_for, scheduled_for)
-    if following is None:
-        return timedelta(hours=1)
-    return min(following - scheduled_for, timedelta(hours=1))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.daemon.firing import Clock, Fire, FireExecutor, Skips, fire_grace
+from collector.daemon.firing import Clock, Fire, FireExecutor, Skips
 from collector.daemon.notify import Notifier
 from collector.daemon.trigger import FireTrigger
 from collector.errors import (
@@ -159,7 +159,7 @@ class Daemon:
                  len(self._scheduled), self._capacity())
 
     def _capacity(self) -> str:
-        """The load the jobs make: fires per second, and the most due in one second."""
+        """The load the jobs make, in fires a second (a crontab job counted as one a minute)."""
         per_second = sum(1 / job.every if job.every else 1 / 60 for job in self._scheduled.values())
         return (f"about {per_second:.1f} fires a second on {self.config.workers} batch "
                 f"threads")
@@ -212,7 +212,7 @@ class Daemon:
         upcoming = fires.next_after(latest, now) if latest is not None else None
         catch_up = None
         if (job.name not in self._scheduled and latest is not None and latest >= since
-                and upcoming is not None and now - latest <= fire_grace(fires, latest)):
+                and upcoming is not None and now - latest <= fires.grace_of(latest)):
             # Spread as the job's fires are (a fraction from its name), within the first
             # half of the time to its next fire, so it is done before that one is due.
             fraction = spread_offset(job.name, 1.0).total_seconds()
@@ -241,7 +241,7 @@ class Daemon:
             if self.stopping.is_set():
                 self.skips.skip(job.name, "stopping", scheduled_for)
             elif (i < len(run_times) - 1
-                  or now - scheduled_for > fire_grace(trigger.fires, scheduled_for)):
+                  or now - scheduled_for > trigger.fires.grace_of(scheduled_for)):
                 self.skips.skip(job.name, "late", scheduled_for)
             else:
                 self._claims.put(Fire(job=job, scheduled_for=scheduled_for, early=True))

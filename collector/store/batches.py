@@ -58,13 +58,18 @@ def claim(conn: Connection, *, job_name: str, spec: BatchSpec, scheduled_for: da
     if exclusive:
         return claim_many(conn, [(job_name, spec, scheduled_for)], worker=worker,
                           now=datetime.now(UTC))[(job_name, scheduled_for)]
-    row = {"job_name": job_name, "trigger": "schedule", "scheduled_for": scheduled_for,
-           "started_at": datetime.now(UTC), "status": "running", "url": spec.url,
-           "method": spec.method, "pool_size": spec.pool_size,
-           "concurrency": spec.concurrency, "worker": worker}
+    row = _claim_row(job_name, spec, scheduled_for, worker, datetime.now(UTC))
     inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
     batch_id: int | None = inserted.scalar_one_or_none()
     return batch_id
+
+
+def _claim_row(job_name: str, spec: BatchSpec, scheduled_for: datetime, worker: str,
+               now: datetime) -> dict[str, Any]:
+    """A claimed fire's ``batches`` row: running, without counters."""
+    return {"job_name": job_name, "trigger": "schedule", "scheduled_for": scheduled_for,
+            "started_at": now, "status": "running", "url": spec.url, "method": spec.method,
+            "pool_size": spec.pool_size, "concurrency": spec.concurrency, "worker": worker}
 
 
 def complete(conn: Connection, batch_id: int, result: BatchResult) -> bool:
@@ -137,10 +142,7 @@ def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str,
             continue
         busy.add(name)
         outcome[(name, scheduled_for)] = None
-        rows.append({"job_name": name, "trigger": "schedule", "scheduled_for": scheduled_for,
-                     "started_at": now, "status": "running", "url": spec.url,
-                     "method": spec.method, "pool_size": spec.pool_size,
-                     "concurrency": spec.concurrency, "worker": worker})
+        rows.append(_claim_row(name, spec, scheduled_for, worker, now))
     if rows:
         inserted = conn.execute(_insert_batch(conn).returning(
             batches.c.id, batches.c.job_name, batches.c.scheduled_for), rows)
