@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,12 +32,14 @@ from collector.errors import DatabaseUnavailable, StoreError
 from collector.results import BatchResult, FailedAttempt, RequestResult, Trigger
 
 if TYPE_CHECKING:
-    from collector.store import Store
+    from collector.store import Finished, Store
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2
 _READABLE = (1, 2)
+CHUNK_BATCHES = 200  # spooled batches stored in one transaction
+CHUNK_REQUESTS = 20_000  # or fewer batches, when theirs hold this many requests
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +82,7 @@ class Spool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._destinations: dict[str, str | None] = {}  # file name: its database
 
     def put(self, entry: Spooled) -> Path:
         """Write ``entry`` whole (temporary file, fsync, rename, fsync the folder); its path."""
@@ -123,12 +126,19 @@ class Spool:
                legacy: bool = True) -> Replayed:
         """Store the batches spooled for ``store``'s database (and, with ``legacy``, those
         of format 1), oldest first, until the database stops answering; other
-        databases' are left and not counted."""
-        stored = duplicates = rejected = 0
-        paths = self.paths()
+        databases' are left and not counted.
+
+        Many batches to a transaction (:data:`CHUNK_BATCHES`, or fewer when they hold
+        more than :data:`CHUNK_REQUESTS` requests); a file is removed only once its
+        transaction committed, so a crash in between stores nothing twice (the batch
+        is recognised by its key). A transaction the database refuses is tried again
+        one batch at a time, and only the batch it refuses is set aside.
+        """
+        done, away = Replayed(), False
+        chunk: list[tuple[Path, Spooled]] = []
         tried = 0
-        for done, path in enumerate(paths):
-            if limit is not None and tried >= limit:
+        for path in self.paths():
+            if away or (limit is not None and tried >= limit):
                 break
             try:
                 entry = self.read(path)
@@ -136,42 +146,72 @@ class Spool:
                 continue  # another process replayed it
             except (ValueError, KeyError, TypeError) as exc:
                 self._reject(path, f"unreadable: {exc}")
-                rejected += 1
+                done = replace(done, rejected=done.rejected + 1)
                 continue
-            if entry.database != store.url and (entry.database is not None or not legacy):
+            if not _belongs(entry, store, legacy):
                 continue  # another database's: never stored here
             tried += 1
+            chunk.append((path, entry))
+            if (len(chunk) >= CHUNK_BATCHES
+                    or sum(len(e.result.requests) for _, e in chunk) >= CHUNK_REQUESTS):
+                done, away = self._store(store, chunk, done)
+                chunk = []
+        if chunk and not away:
+            done, _ = self._store(store, chunk, done)
+        return replace(done, left=self._waiting_for(store, legacy))
+
+    def _store(self, store: Store, chunk: list[tuple[Path, Spooled]],
+               done: Replayed) -> tuple[Replayed, bool]:
+        """Store ``chunk`` in one transaction (else one by one); what was done, and
+        whether the database went away meanwhile."""
+        try:
+            written = store.store_finished([_finished(entry) for _, entry in chunk])
+        except DatabaseUnavailable:
+            return done, True
+        except StoreError:
+            return self._store_each(store, chunk, done)
+        for (path, entry), stored in zip(chunk, written, strict=True):
+            done = self._stored(path, entry, stored, done)
+        return done, False
+
+    def _store_each(self, store: Store, chunk: list[tuple[Path, Spooled]],
+                    done: Replayed) -> tuple[Replayed, bool]:
+        for path, entry in chunk:
             try:
-                written = _write(store, entry)
+                (stored,) = store.store_finished([_finished(entry)])
             except DatabaseUnavailable:
-                return Replayed(stored, duplicates, rejected,
-                                self._waiting_for(store, paths[done:], legacy))
+                return done, True
             except StoreError as exc:
                 self._reject(path, str(exc))
-                rejected += 1
+                done = replace(done, rejected=done.rejected + 1)
                 continue
-            if written:
-                stored += 1
-            else:
-                duplicates += 1
-                log.info("spooled batch %s of %s was stored already (or its fire ran "
-                         "elsewhere): dropped", entry.batch_key, entry.job_name)
-            path.unlink(missing_ok=True)
-        return Replayed(stored, duplicates, rejected,
-                        self._waiting_for(store, self.paths(), legacy))
+            done = self._stored(path, entry, stored, done)
+        return done, False
 
-    def _waiting_for(self, store: Store, paths: list[Path], legacy: bool) -> int:
+    def _stored(self, path: Path, entry: Spooled, stored: bool, done: Replayed) -> Replayed:
+        path.unlink(missing_ok=True)
+        self._destinations.pop(path.name, None)
+        if stored:
+            return replace(done, stored=done.stored + 1)
+        log.debug("spooled batch %s of %s was stored already (or its fire ran elsewhere): "
+                  "dropped", entry.batch_key, entry.job_name)
+        return replace(done, duplicates=done.duplicates + 1)
+
+    def _waiting_for(self, store: Store, legacy: bool) -> int:
         return sum(database == store.url or (legacy and database is None)
-                   for database in self._databases(paths))
+                   for database in self._databases(self.paths()))
 
     def _databases(self, paths: list[Path]) -> Iterator[str | None]:
         """The database each readable file of ``paths`` belongs to (None: format 1); an
-        unreadable one is left out (replay moves it to rejected/)."""
+        unreadable one is left out (replay moves it to rejected/). A file never changes
+        once written, so what it says is read once."""
         for path in paths:
-            try:
-                yield self.read(path).database
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+            if path.name not in self._destinations:
+                try:
+                    self._destinations[path.name] = self.read(path).database
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+            yield self._destinations[path.name]
 
     def _reject(self, path: Path, why: str) -> None:
         folder = self.folder / "rejected"
@@ -180,22 +220,17 @@ class Spool:
         log.error("spooled batch %s moved to %s: %s", path.name, folder, why)
 
 
-def _write(store: Store, entry: Spooled) -> bool:
-    """Store one spooled batch; False when it (or its fire) is stored already."""
-    if entry.claimed is not None:
-        return store.complete(entry.claimed, entry.result)
-    batch_id = store.save_batch(entry.result, job_name=entry.job_name, trigger=entry.trigger,
-                                scheduled_for=entry.scheduled_for, worker=entry.worker,
-                                batch_key=entry.batch_key)
-    if batch_id is not None:
-        return True
-    if entry.scheduled_for is not None:
-        # A claim this worker gave up waiting for may have gone through after all:
-        # that row is this batch, still running.
-        claimed = store.own_claim(entry.job_name, entry.scheduled_for, entry.worker)
-        if claimed is not None:
-            return store.complete(claimed, entry.result)
-    return False
+def _belongs(entry: Spooled, store: Store, legacy: bool) -> bool:
+    """Whether ``store`` is where ``entry`` is to be stored."""
+    return entry.database == store.url or (legacy and entry.database is None)
+
+
+def _finished(entry: Spooled) -> Finished:
+    from collector.store import Finished
+
+    return Finished(result=entry.result, job_name=entry.job_name, trigger=entry.trigger,
+                    scheduled_for=entry.scheduled_for, worker=entry.worker,
+                    batch_key=entry.batch_key, claimed=entry.claimed)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
 from collector.collect import collect
 from collector.models import batches
 from collector.runner import run_batch
 from collector.spec import BatchSpec
-from collector.spool import Replayed, Spool, Spooled, new_batch_key
+from collector.spool import CHUNK_BATCHES, Replayed, Spool, Spooled, new_batch_key
 from collector.store import open_store
 from tests.cli import assert_one_line_error, invoke
 from tests.conftest import database_outage
@@ -127,6 +127,41 @@ def test_replay_stores_each_batch_once(db_url: str, tmp_path: Path, server: Loca
         assert (done.stored, done.duplicates, done.rejected, done.left) == (1, 1, 0, 0)
         assert store.info().row_counts["batches"] == 1
     assert spool.depth() == 0
+
+
+def test_replay_stores_many_batches_a_transaction(db_url: str, tmp_path: Path,
+                                                  server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    many = [entry(server, scheduled_for=FIRE + timedelta(seconds=i), trigger="schedule")
+            for i in range(2 * CHUNK_BATCHES + 50)]
+    with open_store(db_url) as store:
+        claimed = store.claim("j", BatchSpec(url=server.url("/search")),
+                              scheduled_for=FIRE - timedelta(seconds=1), worker="h:1")
+        many.append(entry(server, claimed=claimed, trigger="schedule",
+                          scheduled_for=FIRE - timedelta(seconds=1)))
+        for spooled in many:
+            spool.put(spooled)
+        spool.put(many[7])  # one twice
+        commits = []
+        event.listen(store.engine, "commit", lambda conn: commits.append(1))
+        done = spool.replay(store)
+        assert done == Replayed(stored=len(many), duplicates=1, rejected=0, left=0)
+        assert len(commits) == 3  # 200, 200, 52: not one a batch
+        assert store.info().row_counts == {**store.info().row_counts,
+                                           "batches": len(many), "requests": 2 * len(many)}
+        assert claimed is not None and store.load_batch(claimed).status == "ok"
+    assert spool.depth() == 0
+
+
+def test_a_batch_the_database_refuses_is_set_aside_and_the_rest_stored(
+        db_url: str, tmp_path: Path, server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    for i in range(5):
+        spool.put(entry(server, trigger="bogus" if i == 2 else "manual"))
+    with open_store(db_url) as store:
+        assert spool.replay(store) == Replayed(stored=4, duplicates=0, rejected=1, left=0)
+        assert store.info().row_counts["batches"] == 4
+    assert spool.depth() == 0 and len(list((spool.folder / "rejected").iterdir())) == 1
 
 
 def test_replay_completes_a_claimed_batch(db_url: str, tmp_path: Path,

@@ -42,7 +42,7 @@ from collector.store import batches as _batches
 from collector.store import jobs as _jobs
 from collector.store import schema
 from collector.store import workers as _workers
-from collector.store.batches import StoredBatch
+from collector.store.batches import Finished, StoredBatch
 from collector.store.engine import (
     SQLITE_BUSY_TIMEOUT,
     make_engine,
@@ -52,8 +52,8 @@ from collector.store.engine import (
 )
 from collector.store.jobs import BrokenJob, StoredJob
 
-__all__ = ["BrokenJob", "DatabaseInfo", "Store", "StoredBatch", "StoredJob", "StoredJobs",
-           "open_store"]
+__all__ = ["BrokenJob", "DatabaseInfo", "Finished", "Store", "StoredBatch", "StoredJob",
+           "StoredJobs", "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +331,14 @@ class Store:
         return self._bounded_on("save", lambda conn: _batches.save(
             conn, result, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for,
             worker=worker or worker_id(), batch_key=batch_key), write=True)
+
+    def store_finished(self, finished: Sequence[_batches.Finished]) -> list[bool]:
+        """Store many batches that ran unstored (the spool's) in one transaction; for
+        each, whether it was written (False: it, or its fire, is stored already)."""
+        if not finished:
+            return []
+        return self._bounded_on("save", lambda conn: _batches.store_many(conn, finished),
+                                write=True)
 
     def own_claim(self, job_name: str, scheduled_for: datetime, worker: str) -> int | None:
         """The fire's batch if ``worker`` claimed it and it never finished (a claim that went

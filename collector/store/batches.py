@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -155,15 +155,87 @@ def save(conn: Connection, result: BatchResult, *, job_name: str, trigger: Trigg
          scheduled_for: datetime | None, worker: str, batch_key: str | None) -> int | None:
     """Insert a finished batch and its requests; None when its fire was claimed already
     or a batch with its ``batch_key`` is stored already."""
-    row = {"job_name": job_name, "trigger": trigger, "scheduled_for": scheduled_for,
-           "started_at": result.started_at, "url": result.url, "method": result.method,
-           "pool_size": result.pool_size, "concurrency": result.concurrency,
-           "worker": worker, "batch_key": batch_key, **_counters(result)}
+    row = _saved_row(result, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for,
+                     worker=worker, batch_key=batch_key)
     inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
     batch_id: int | None = inserted.scalar_one_or_none()
     if batch_id is not None:
         _insert_requests(conn, [(batch_id, result.requests)])
     return batch_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished:
+    """A batch that ran while it could not be stored: it completes its claim (``claimed``,
+    the id of its running row) or is inserted whole, once by its ``batch_key``."""
+
+    result: BatchResult
+    job_name: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    worker: str
+    batch_key: str
+    claimed: int | None
+
+
+def store_many(conn: Connection, finished: Sequence[Finished]) -> list[bool]:
+    """Store many finished batches in one transaction (the spool's replay): for each,
+    whether it was written; False when it, or its fire, is stored already.
+
+    A batch without a claim whose fire turns out to be claimed by its own worker (a
+    claim that went through after the worker gave up waiting) completes that claim.
+    A handful of statements however many batches.
+    """
+    written: dict[int, bool] = {}  # by position in ``finished``
+    claims = {i: f.claimed for i, f in enumerate(finished) if f.claimed is not None}
+    new = {i: f for i, f in enumerate(finished) if f.claimed is None}
+    if new:
+        rows = [_saved_row(f.result, job_name=f.job_name, trigger=f.trigger,
+                           scheduled_for=f.scheduled_for, worker=f.worker,
+                           batch_key=f.batch_key) for f in new.values()]
+        inserted: dict[str, int] = {key: batch_id for key, batch_id in conn.execute(
+            _insert_batch(conn).returning(batches.c.batch_key, batches.c.id), rows)}
+        # The first of a key is the one inserted (the spool may hold a batch twice).
+        first = {f.batch_key: i for i, f in reversed(new.items())}
+        written.update({i: f.batch_key in inserted and first[f.batch_key] == i
+                        for i, f in new.items()})
+        _insert_requests(conn, [(inserted[f.batch_key], f.result.requests)
+                                for i, f in new.items() if written[i]])
+        late = {i: f for i, f in new.items()
+                if f.batch_key not in inserted and f.scheduled_for is not None}
+        if late:
+            own = _own_claims(conn, late.values())
+            claims.update({i: own[(f.job_name, f.scheduled_for, f.worker)] for i, f in late.items()
+                           if (f.job_name, f.scheduled_for, f.worker) in own})
+    if claims:
+        done = complete_many(conn, [(batch_id, finished[i].result)
+                                    for i, batch_id in claims.items()])
+        written.update({i: done[batch_id] for i, batch_id in claims.items()})
+    return [written[i] for i in range(len(finished))]
+
+
+def _own_claims(conn: Connection, fires: Iterable[Finished]
+                ) -> dict[tuple[str, datetime | None, str], int]:
+    """The unfinished claims among ``fires``' (job, time, worker): their ids."""
+    fires = list(fires)
+    wanted = {(f.job_name, f.scheduled_for, f.worker) for f in fires}
+    found = conn.execute(select(batches.c.id, batches.c.job_name, batches.c.scheduled_for,
+                                batches.c.worker).where(
+        batches.c.job_name.in_({f.job_name for f in fires}),
+        batches.c.scheduled_for.in_({f.scheduled_for for f in fires}),
+        batches.c.status.in_(("running", "abandoned"))))
+    return {key: row.id for row in found
+            if (key := (row.job_name, row.scheduled_for, row.worker)) in wanted}
+
+
+def _saved_row(result: BatchResult, *, job_name: str, trigger: Trigger,
+               scheduled_for: datetime | None, worker: str,
+               batch_key: str | None) -> dict[str, Any]:
+    """A finished batch's ``batches`` row, inserted whole."""
+    return {"job_name": job_name, "trigger": trigger, "scheduled_for": scheduled_for,
+            "started_at": result.started_at, "url": result.url, "method": result.method,
+            "pool_size": result.pool_size, "concurrency": result.concurrency,
+            "worker": worker, "batch_key": batch_key, **_counters(result)}
 
 
 def own_claim(conn: Connection, *, job_name: str, scheduled_for: datetime,

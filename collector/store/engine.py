@@ -5,7 +5,8 @@ is the embedded default; PostgreSQL is reached through psycopg 3.
 
 Errors (:func:`translated`): a database that cannot be reached, is locked past
 its busy timeout or times out is :class:`~collector.errors.DatabaseUnavailable`
-(transient: the spool will catch it); a value the database refuses is
+(transient: the spool will catch it); a value the database refuses (a type it
+cannot hold, a constraint it breaks: a spooled file edited by hand) is
 :class:`~collector.errors.DataRejected`; anything else is a bug and is not
 translated.
 """
@@ -27,6 +28,7 @@ from sqlalchemy.exc import (
     DataError,
     DBAPIError,
     DisconnectionError,
+    IntegrityError,
     InterfaceError,
     NoSuchModuleError,
     OperationalError,
@@ -249,7 +251,7 @@ def translated(url: str) -> Iterator[None]:
     except SQLAlchemyError as exc:
         if is_unavailable(exc):
             raise DatabaseUnavailable(url, reason(exc)) from exc
-        if isinstance(exc, DataError):
+        if isinstance(exc, DataError | IntegrityError):
             raise DataRejected(url, reason(exc)) from exc
         if _sqlite_error(exc) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
             raise ConfigError(f"database {url}: {reason(exc)}: is it the right file?") from exc
