@@ -60,6 +60,7 @@ class Fire:
 
     job: JobSpec
     scheduled_for: datetime
+    start_by: datetime  # the end of its grace time: its claim may not take longer
     prepared: Prepared | None = None
     batch_id: int | None = None
     offline: bool = False

@@ -58,6 +58,10 @@ CLAIM_LINGER = 0.05
 # made before it and many fires share it.
 CLAIM_LEAD = timedelta(seconds=0.25)
 WRITE_LINGER = 0.05
+# A claim may take until its first fire's grace ends, less this margin for the run to
+# start, and never less than CLAIM_LEAST (nor more than the database timeout).
+CLAIM_MARGIN = 0.25
+CLAIM_LEAST = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,13 +242,14 @@ class Daemon:
         now = self.clock.now()
         for i, run_time in enumerate(run_times):
             scheduled_for = trigger.key(run_time)
+            start_by = scheduled_for + trigger.fires.grace_of(scheduled_for)
             if self.stopping.is_set():
                 self.skips.skip(job.name, "stopping", scheduled_for)
-            elif (i < len(run_times) - 1
-                  or now - scheduled_for > trigger.fires.grace_of(scheduled_for)):
+            elif i < len(run_times) - 1 or now > start_by:
                 self.skips.skip(job.name, "late", scheduled_for)
             else:
-                self._claims.put(Fire(job=job, scheduled_for=scheduled_for, early=True))
+                self._claims.put(Fire(job=job, scheduled_for=scheduled_for, start_by=start_by,
+                                      early=True))
 
     def _claim_loop(self) -> None:
         """The claims thread: what is due now, claimed in one statement, then started."""
@@ -272,10 +277,14 @@ class Daemon:
         if not ready:
             return
         if not self.database_away.is_set():
+            now = self.clock.now()
+            with self._idle:
+                running_here = set(self._in_flight)
             try:
                 claimed = self.store.claim_fires(
                     [(f.job.name, f.job.batch, f.scheduled_for) for f in ready],
-                    worker=self.config.worker, now=self.clock.now())
+                    worker=self.config.worker, now=now, running_here=running_here,
+                    timeout=self._claim_budget(ready, now))
             except DatabaseUnavailable as exc:
                 self._away(f"claiming {len(ready)} fires: {exc}")
             except StoreError as exc:
@@ -295,11 +304,23 @@ class Daemon:
                         self.skips.skip(fire.job.name, "claimed_elsewhere", fire.scheduled_for)
                     else:
                         fire.batch_id = outcome
+                        with self._idle:
+                            self._in_flight.add(outcome)
                         self._hold(fire)
                 return
         for fire in ready:  # the database is away: run them all, spool what they collect
             fire.offline = True
             self._hold(fire)
+
+    def _claim_budget(self, fires: list[Fire], now: datetime) -> float | None:
+        """How long a claim of ``fires`` may take: until the first of them would be past
+        its grace time (then they run without a claim, and are spooled), at most the
+        database timeout, at least CLAIM_LEAST."""
+        most = self.store.operation_timeout
+        if most is None:
+            return None
+        left = (min(f.start_by for f in fires) - now).total_seconds() - CLAIM_MARGIN
+        return min(most, max(CLAIM_LEAST, left))
 
     def _hold(self, fire: Fire) -> None:
         """Keep a fire until it is due (claims are made ahead of time): then it starts, or,
@@ -347,8 +368,6 @@ class Daemon:
     def _start(self, fire: Fire) -> None:
         with self._idle:
             self._active += 1
-            if fire.batch_id is not None:
-                self._in_flight.add(fire.batch_id)
         self._batches.submit(self._run, fire)
 
     def _run(self, fire: Fire) -> None:
@@ -363,6 +382,8 @@ class Daemon:
         except Exception:  # a bug in one fire must not stop the others
             log.exception("job %s: fire %s failed", fire.job.name, fire.scheduled_for.isoformat())
             self.skips.skip(fire.job.name, "error", fire.scheduled_for)
+            with self._idle:  # its claim, never to be completed, is a stray
+                self._in_flight.discard(fire.batch_id)
         finally:
             with self._idle:
                 self._active -= 1
@@ -540,7 +561,7 @@ class Daemon:
             self.wake.clear()
 
     def _probe(self) -> None:
-        self.store.revision()  # raises while it is still away
+        self.store.ping(write=True)  # raises while it is still away (or still locked)
         log.info("the database answers again")
         self.database_away.clear()
         self._replay_wake.set()

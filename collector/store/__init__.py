@@ -110,26 +110,28 @@ class Store:
         # Threads that make bounded calls: re-used, and more of them while some are stuck.
         self._calls = ThreadPoolExecutor(max_workers=64, thread_name_prefix="collector-db")
 
-    def _bounded(self, what: str, work: Callable[[], _T]) -> _T:
-        """``work()`` within ``operation_timeout``, else DatabaseUnavailable.
+    def _bounded(self, what: str, work: Callable[[], _T], timeout: float | None = None) -> _T:
+        """``work()`` within ``timeout`` (else ``operation_timeout``), else
+        DatabaseUnavailable.
 
         A database that stops answering with the connection open (a frozen
         server or proxy) would block a driver call forever: the call runs on a
         thread of the store's own pool, and is given up on when the time is up.
         """
-        if self.operation_timeout is None:
+        timeout = self.operation_timeout if timeout is None else timeout
+        if timeout is None:
             return work()
         from concurrent.futures import TimeoutError as Late
 
         future = self._calls.submit(work)
         try:
-            return future.result(self.operation_timeout)
+            return future.result(timeout)
         except Late:
             raise DatabaseUnavailable(
-                self.url, f"no answer within {self.operation_timeout:g}s ({what})") from None
+                self.url, f"no answer within {timeout:g}s ({what})") from None
 
     def _bounded_on(self, what: str, work: Callable[[Connection], _T], *,
-                    write: bool = False) -> _T:
+                    write: bool = False, timeout: float | None = None) -> _T:
         """``work(conn)`` on a connection of its own (in a transaction when ``write``),
         within the operation timeout (see :meth:`_bounded`).
 
@@ -149,7 +151,7 @@ class Store:
 
         for attempt in (1, 2):
             try:
-                return self._bounded(what, run)
+                return self._bounded(what, run, timeout)
             except DatabaseUnavailable as exc:
                 if cut.armed:
                     cut.now()
@@ -302,15 +304,19 @@ class Store:
         return self._bounded_on("complete", lambda conn: _batches.complete(conn, batch_id, result),
                                 write=True)
 
-    def claim_fires(self, fires: Sequence[_batches.Fire], *, worker: str,
-                    now: datetime) -> dict[tuple[str, datetime], _batches.Claimed]:
+    def claim_fires(self, fires: Sequence[_batches.Fire], *, worker: str, now: datetime,
+                    running_here: Collection[int] = (),
+                    timeout: float | None = None) -> dict[tuple[str, datetime], _batches.Claimed]:
         """Claim many fires exclusively in one transaction (see :meth:`claim_exclusive`):
         for each (job, scheduled time), its batch id, None or "busy". ``now`` is stamped
-        as their ``started_at`` until they complete."""
+        as their ``started_at`` until they complete. A running batch of ``worker`` that
+        is not in ``running_here`` makes no job busy (it ran, and waits in the spool to
+        be completed). ``timeout``: how long the claim may take, when not the store's."""
         if not fires:
             return {}
         return self._bounded_on("claim", lambda conn: _batches.claim_many(
-            conn, fires, worker=worker, now=now), write=True)
+            conn, fires, worker=worker, now=now, running_here=running_here),
+            write=True, timeout=timeout)
 
     def complete_batches(self, finished: Sequence[tuple[int, BatchResult]]) -> dict[int, bool]:
         """Complete many claimed batches in one transaction (see :meth:`complete`); by id,
@@ -388,6 +394,11 @@ class Store:
         is not running (``keep``: the ones it is); returns how many."""
         return self._bounded_on("abandon_strays", lambda conn: _workers.abandon_strays(
             conn, worker, keep, before, datetime.now(UTC)), write=True)
+
+    def ping(self, *, write: bool = False) -> None:
+        """A round trip within the operation timeout, else DatabaseUnavailable; with
+        ``write``, in a write transaction (on SQLite it must get the write lock)."""
+        self._bounded_on("ping", lambda conn: conn.execute(select(1)).scalar(), write=write)
 
     def clock_offset(self) -> timedelta | None:
         """The database's clock minus this host's; None when it has none of its own."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -111,13 +111,16 @@ Fire = tuple[str, BatchSpec, datetime]  # job name, what it sends, scheduled_for
 Claimed = int | None | Literal["busy"]
 
 
-def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str,
-               now: datetime) -> dict[tuple[str, datetime], Claimed]:
+def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str, now: datetime,
+               running_here: Collection[int] = ()) -> dict[tuple[str, datetime], Claimed]:
     """Claim many fires at once, exclusively (see :func:`claim`): for each (job, time), its
     batch id, None (another worker has it) or "busy" (a batch of the job is running).
 
     At most one fire per job is claimed: of two fires of one job, the later is "busy"
-    (the caller sends the latest only). Three statements however many fires.
+    (the caller sends the latest only). A running batch of ``worker`` that is not in
+    ``running_here`` is not running: the worker ran it while the database was away and
+    the spool will complete it, so it keeps no later fire from running. Three
+    statements however many fires.
     """
     names = sorted({name for name, _, _ in fires})
     if conn.dialect.name == "postgresql":
@@ -128,7 +131,8 @@ def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str,
     running = {(row.job_name, row.scheduled_for): row for row in conn.execute(
         select(batches.c.id, batches.c.job_name, batches.c.scheduled_for, batches.c.worker)
         .where(batches.c.job_name.in_(names), batches.c.status == "running"))}
-    busy = {name for name, _ in running}
+    busy = {name for (name, _), row in running.items()
+            if row.worker != worker or row.id in running_here}
     outcome: dict[tuple[str, datetime], Claimed] = {}
     rows = []
     for name, spec, scheduled_for in fires:
