@@ -197,3 +197,16 @@ def test_two_fires_of_one_job_never_run_at_once(db_url: str, spec: BatchSpec) ->
         "search", spec, scheduled_for=FIRE + timedelta(seconds=i), worker=f"w:{i}"))
     assert sum(isinstance(o, int) for o in outcomes) == 1
     assert outcomes.count("busy") == 5
+
+
+def test_only_a_batch_running_somewhere_makes_a_job_busy(store: Store, spec: BatchSpec) -> None:
+    # Running rows: job a's by another worker, job b's by this one and running here, job
+    # c's by this one but not running here (it ran while the database was away and waits
+    # in the spool to be completed): only c's next fire may be claimed.
+    running = {name: store.claim(name, spec, scheduled_for=FIRE, worker=worker)
+               for name, worker in (("a", "other:1"), ("b", "me:1"), ("c", "me:1"))}
+    later = FIRE + timedelta(seconds=1)
+    outcome = store.claim_fires([(name, spec, later) for name in "abc"], worker="me:1",
+                                now=later, running_here={running["b"]})  # type: ignore[arg-type]
+    assert outcome[("a", later)] == "busy" and outcome[("b", later)] == "busy"
+    assert isinstance(outcome[("c", later)], int)
