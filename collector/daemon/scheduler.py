@@ -598,7 +598,7 @@ class Daemon:
             with self._idle:
                 in_flight = set(self._in_flight)
             strays = self.store.abandon_strays(self.config.worker, keep=in_flight,
-                                               before=now - STRAY_AGE)
+                                               before=now - STRAY_AGE, now=now)
         except DatabaseUnavailable as exc:
             self._away(f"keeping the heartbeat: {exc}")
             raise

@@ -389,11 +389,12 @@ class Store:
         return self._bounded_on("abandon_stale", lambda conn: _workers.abandon_stale(
             conn, timeout, now or datetime.now(UTC)), write=True)
 
-    def abandon_strays(self, worker: str, *, keep: Collection[int], before: datetime) -> int:
+    def abandon_strays(self, worker: str, *, keep: Collection[int], before: datetime,
+                       now: datetime | None = None) -> int:
         """Mark ``abandoned`` ``worker``'s running batches claimed before ``before`` that it
         is not running (``keep``: the ones it is); returns how many."""
         return self._bounded_on("abandon_strays", lambda conn: _workers.abandon_strays(
-            conn, worker, keep, before, datetime.now(UTC)), write=True)
+            conn, worker, keep, before, now or datetime.now(UTC)), write=True)
 
     def ping(self, *, write: bool = False) -> None:
         """A round trip within the operation timeout, else DatabaseUnavailable; with
