@@ -101,10 +101,13 @@ def test_jobs_table_changes_take_effect_within_5_seconds(db_url: str, server: Lo
                    timeout=6, message="the changed job was not rescheduled")
 
         assert invoke("jobs", "disable", "live", "--db", db_url)[0] == 0
-        time.sleep(5)
-        count = len(stored_batches(db_url))
-        time.sleep(2.5)
-        assert len(stored_batches(db_url)) == count  # no more fires once disabled
+        gone = daemon.wait_for(lambda line: line["message"] == "job live: no longer scheduled",
+                               timeout=10)
+        time.sleep(2.5)  # an absence takes a while to see: fires that would have come
+        # No more fires once disabled, but those handed out before (claimed ahead).
+        unscheduled = datetime.fromisoformat(gone["time"])
+        assert [r["scheduled_for"] for r in stored_batches(db_url)
+                if r["scheduled_for"] > unscheduled + timedelta(seconds=1)] == []
     finally:
         assert daemon.stop() == 0
     assert {r["job_name"] for r in stored_batches(db_url)} == {"live"}
@@ -215,17 +218,22 @@ def test_a_stalled_scheduler_stops_the_watchdog(sqlite_url: str) -> None:
         daemon.start()
         serving = threading.Thread(target=daemon.serve)
         serving.start()
+        def watchdogs(since: float) -> int:
+            return sum("WATCHDOG=1" in m for at, m in list(notify.messages) if at > since)
+
         try:
-            time.sleep(1.5)
-            assert notify.fields().count("WATCHDOG=1") >= 3
+            wait_until(lambda: watchdogs(0) >= 3, timeout=10, message="no watchdog pings")
             daemon.scheduler.pause()  # the scheduler's loop no longer runs anything
-            time.sleep(5)  # the last tick is 3 s old after at most 4 s
-            since = time.monotonic() - 1
-            assert [m for at, m in notify.messages if at > since and "WATCHDOG" in m] == []
+            paused = time.monotonic()
+            # The pings stop once the last tick is 3 s old: a second without one...
+            wait_until(lambda: time.monotonic() - max(
+                at for at, m in list(notify.messages) if "WATCHDOG=1" in m) > 1,
+                timeout=10, message="the watchdog kept being pinged while stalled")
+            assert time.monotonic() - paused > 2  # ...not before the tick could be stale
             daemon.scheduler.resume()
-            time.sleep(2)
-            since = time.monotonic() - 1.5
-            assert [m for at, m in notify.messages if at > since and "WATCHDOG" in m] != []
+            resumed = time.monotonic()
+            wait_until(lambda: watchdogs(resumed) >= 1, timeout=10,
+                       message="the pings did not come back")
         finally:
             daemon.request_stop()
             serving.join(timeout=10)
