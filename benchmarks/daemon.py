@@ -1,4 +1,10 @@
-"""The daemon at 1,000 jobs: fire lateness, memory, and several daemons on one PostgreSQL.
+"""The daemon: through outages, at load, and several daemons on one PostgreSQL.
+
+Outages (benchmarks/outage.py): a 7 s cut at 150 fires a second, a 12 s
+freeze and a 12 s SQLite write lock with a 1 s job; every fire of the outage
+stored once, and the spool empty soon after the return. Load
+(benchmarks/load.py): 1,000 jobs every 5 s, 10,000 every 60 s and 3,000 every
+5 s, each fire stored, p99 lateness and the daemon's CPU per fire.
 
 1,000 jobs every 60 s, spread over the minute by ``jitter``, two queries each
 against the fast local server; ``collector run`` as a real process for
@@ -77,7 +83,94 @@ def _claims_per_second(url: str, seconds: float) -> float:
     return sum(done.values()) / seconds
 
 
+def _claims_per_second_grouped(url: str, seconds: float, group: int = 100) -> float:
+    """Claims a second from 4 threads through Store.claim_fires, ``group`` fires a call
+    (as the daemon's claims thread makes them)."""
+    spec = BatchSpec(url="http://127.0.0.1:9/")
+    done = Counter[int]()
+    with open_store(url) as store:
+        base = datetime(2030, 1, 1, tzinfo=UTC)
+
+        def claim(thread: int) -> None:
+            end, i = time.monotonic() + seconds, 0
+            while time.monotonic() < end:
+                at = base + timedelta(seconds=i)  # new jobs each call: none is busy
+                store.claim_fires([(f"g{thread}-{i}-{j}", spec, at) for j in range(group)],
+                                  worker=f"bench:{thread}", now=at)
+                i += 1
+            done[thread] = i * group
+
+        threads = [threading.Thread(target=claim, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return sum(done.values()) / seconds
+
+
+def load_figures(scale: Scale, postgres: str) -> list[Figure]:
+    """One daemon at a load (benchmarks/load.py): every fire stored, lateness, CPU per fire."""
+    from benchmarks import load
+
+    figures = []
+    runs = scale.pick([(1000, 5, 30), (10000, 60, 60), (3000, 5, 30)], [(50, 1, 3)])
+    for jobs, every, window in runs:
+        label = f"{jobs} jobs every {every}s, PostgreSQL"
+        print(f"   {label}, {window}s window", file=sys.stderr, flush=True)
+        url = load.fresh_database(postgres, "collector_bench_load")
+        measured = load.measure(url, jobs=jobs, every=every, window=window)
+        late = measured.late_ms or [float("nan")]
+        figures += [
+            Figure(suite="daemon", name=f"fires stored / scheduled, {label}",
+                   value=measured.stored / max(1, measured.scheduled) * 100, unit="%",
+                   kind="absolute", goal=">= 100", note=measured.summary()),
+            Figure(suite="daemon", name=f"fire lateness p99, {label}",
+                   value=percentile(late, 0.99), unit="ms", kind="absolute", goal="< 250"),
+            Figure(suite="daemon", name=f"daemon CPU per fire, {label}",
+                   value=measured.cpu_per_fire_ms, unit="ms", kind="absolute", goal="<= 1",
+                   note=f"{measured.cpu_share:.1%} of a core"),
+        ]
+    return figures
+
+
+def outage_figures(scale: Scale, postgres: str | None) -> list[Figure]:
+    """A cut, a freeze and a SQLite lock (benchmarks/outage.py): every fire stored once."""
+    from benchmarks import outage
+
+    runs = scale.pick([("cut", 750, 5, 7), ("freeze", 1, 1, 12), ("lock", 1, 1, 12)],
+                      [("cut", 20, 1, 2), ("freeze", 1, 1, 2), ("lock", 1, 1, 2)])
+    figures = []
+    with tempfile.TemporaryDirectory() as folder:
+        for mode, jobs, every, seconds in runs:
+            if mode != "lock" and not postgres:
+                continue
+            print(f"   {mode} {seconds}s, {jobs} jobs every {every}s", file=sys.stderr,
+                  flush=True)
+            done = outage.measure(outage.database(postgres or "", mode, folder), mode=mode,
+                                  jobs=jobs, every=every, seconds=seconds)
+            figures += [
+                Figure(suite="daemon", name=f"{mode} {seconds}s, {jobs} jobs every {every}s: "
+                       "fires stored once / scheduled", unit="%", kind="absolute",
+                       value=(done.stored - done.duplicates) / max(1, done.scheduled) * 100,
+                       goal=">= 100", note=done.summary()),
+                Figure(suite="daemon", name=f"{mode} {seconds}s, {jobs} jobs every {every}s: "
+                       "spool empty after the return", unit="seconds", kind="absolute",
+                       value=done.drained_after if done.drained_after is not None else 0.0,
+                       goal="< 10"),
+            ]
+    return figures
+
+
 def run(scale: Scale, postgres: str | None) -> list[Figure]:
+    figures = outage_figures(scale, postgres)
+    if postgres:
+        figures += load_figures(scale, postgres)
+    return figures + cluster_figures(scale, postgres)
+
+
+def cluster_figures(scale: Scale, postgres: str | None) -> list[Figure]:
+    """1,000 jobs a minute for ``--daemon-minutes``: lateness and memory on SQLite; one
+    and three daemons on PostgreSQL; claims a second."""
     jobs, every = scale.pick((1000, 60), (20, 2))
     seconds = scale.pick(scale.daemon_minutes * 60, 8.0)
     figures = []
@@ -126,8 +219,13 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
                         baseline="one daemon, same jobs",
                         baseline_value=percentile(single_late, 0.99)))
             url = postgres_database(postgres, "collector_bench_claims")
-            figures.append(Figure(
-                suite="daemon", name="claims per second, 4 threads, PostgreSQL",
-                value=_claims_per_second(url, scale.pick(10.0, 2.0)), unit="claims/s",
-                kind="absolute"))
+            one = _claims_per_second(url, scale.pick(10.0, 2.0))
+            figures += [
+                Figure(suite="daemon", name="claims per second, 4 threads, one a call, "
+                       "PostgreSQL", value=one, unit="claims/s", kind="absolute"),
+                Figure(suite="daemon", name="claims per second, 4 threads, 100 a call "
+                       "(the daemon's way), PostgreSQL", unit="claims/s", kind="absolute",
+                       value=_claims_per_second_grouped(url, scale.pick(10.0, 2.0)),
+                       note=f"{one:.0f} claims/s one a call"),
+            ]
     return figures

@@ -341,6 +341,9 @@ def test_every_fire_is_stored_or_a_counted_logged_skip(sqlite_url: str, server: 
     reasons = Counter((s["skipped"]["job"], s["skipped"]["reason"]) for s in skips)
     assert reasons[("slow", "previous_running")] >= 2
     assert reasons[("unset", "config")] >= 3
+    # Why it cannot run is an ERROR once, not at every fire.
+    assert sum(line["level"] == "error" and "COLLECTOR_TEST_NEVER_SET" in line["message"]
+               for line in daemon.lines) == 1
     assert not any(job == "fast" and reason != "stopping" for job, reason in reasons)
 
 

@@ -125,6 +125,7 @@ class Daemon:
         self._marker: object = None
         self._active = 0
         self._in_flight: set[int] = set()  # claimed here, not yet written
+        self._cannot_run: dict[str, str] = {}  # job: why its last fire could not run
         self._idle = threading.Condition()
         self._last_tick = time.monotonic()
         self._last_batch = "none yet"
@@ -270,9 +271,15 @@ class Daemon:
             try:
                 fire.prepared = prepare(fire.job.batch, where=f'job "{fire.job.name}"')
             except ConfigError as exc:
-                log.error("job %s: %s", fire.job.name, exc)
+                # At ERROR when it starts or changes, not at every fire (the skips say
+                # how many fires it cost); at DEBUG each time.
+                again = self._cannot_run.get(fire.job.name) == str(exc)
+                log.log(logging.DEBUG if again else logging.ERROR, "job %s: %s",
+                        fire.job.name, exc)
+                self._cannot_run[fire.job.name] = str(exc)
                 self.skips.skip(fire.job.name, "config", fire.scheduled_for)
                 continue
+            self._cannot_run.pop(fire.job.name, None)
             ready.append(fire)
         if not ready:
             return
