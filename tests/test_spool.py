@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -254,23 +255,30 @@ def run_through_an_outage(postgres_url: str, server: LocalServer, tmp_path: Path
     daemon, proxy = daemon_behind_a_proxy(postgres_url, server, tmp_path,
                                           "--log-level", "debug")
     try:
-        daemon.started()
-        daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
-        proxy.cut() if outage == "cut" else proxy.freeze()  # frozen: open, nothing answers
-        # Several fires while the database is away, then some after it is back.
-        wait_until(lambda: sum("spooled" in line["message"] for line in daemon.lines) >= 4,
-                   timeout=30, message="fewer than 4 batches spooled")
-        proxy.restore()
-        replayed = daemon.wait_for(lambda line: line["message"].startswith("spool: "),
-                                   timeout=30)
-        wait_until(lambda: sum(line["time"] > replayed["time"] and
-                               line.get("batch", {}).get("batch_id") is not None
-                               for line in daemon.lines) >= 2,
-                   timeout=30, message="no batch stored after the replay")
+        # Frozen: the connections stay open and nothing answers.
+        ride_out(daemon, proxy.cut if outage == "cut" else proxy.freeze, proxy.restore)
     finally:
         assert daemon.stop() == 0
         proxy.close()
     return daemon
+
+
+def ride_out(daemon: DaemonProcess, begin: Callable[[], object],
+             end: Callable[[], object]) -> None:
+    """Once the daemon stored a batch, an outage from ``begin()`` until it spooled 4
+    batches, then ``end()``; returns once its spool is replayed and 2 more batches are
+    stored."""
+    daemon.started()
+    daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
+    begin()
+    wait_until(lambda: sum("spooled" in line["message"] for line in daemon.lines) >= 4,
+               timeout=30, message="fewer than 4 batches spooled")
+    end()
+    replayed = daemon.wait_for(lambda line: line["message"].endswith(" 0 left"), timeout=30)
+    wait_until(lambda: sum(line["time"] > replayed["time"] and
+                           line.get("batch", {}).get("batch_id") is not None
+                           for line in daemon.lines) >= 2,
+               timeout=30, message="no batch stored after the replay")
 
 
 @pytest.mark.parametrize("outage", ["cut", "frozen"])
@@ -288,18 +296,9 @@ def test_a_daemon_goes_on_through_a_sqlite_write_lock(sqlite_url: str, server: L
     daemon = DaemonProcess(sqlite_url, "--jobs", str(jobs), "--db-timeout", "1s",
                            "--log-level", "debug",
                            env={"COLLECTOR_SPOOL_DIR": str(tmp_path / "spool")})
+    lock = database_outage(sqlite_url)  # another connection holds the write lock
     try:
-        daemon.started()
-        daemon.wait_for(lambda line: line.get("batch", {}).get("status") == "ok")
-        with database_outage(sqlite_url):  # another connection holds the write lock
-            wait_until(lambda: sum("spooled" in line["message"] for line in daemon.lines) >= 4,
-                       timeout=30, message="fewer than 4 batches spooled")
-        replayed = daemon.wait_for(lambda line: line["message"].endswith(" 0 left"),
-                                   timeout=30)
-        wait_until(lambda: sum(line["time"] > replayed["time"] and
-                               line.get("batch", {}).get("batch_id") is not None
-                               for line in daemon.lines) >= 2,
-                   timeout=30, message="no batch stored after the replay")
+        ride_out(daemon, lock.__enter__, lambda: lock.__exit__(None, None, None))
     finally:
         assert daemon.stop() == 0
     assert_every_fire_stored_once(sqlite_url, daemon)
