@@ -210,3 +210,18 @@ def test_only_a_batch_running_somewhere_makes_a_job_busy(store: Store, spec: Bat
                                 now=later, running_here={running["b"]})  # type: ignore[arg-type]
     assert outcome[("a", later)] == "busy" and outcome[("b", later)] == "busy"
     assert isinstance(outcome[("c", later)], int)
+
+
+def test_a_completed_claim_holds_what_a_saved_batch_does(store: Store, spec: BatchSpec) -> None:
+    # A claimed batch is written in two steps (the claim, then its counters), a saved
+    # one in one: every column they both write must come out the same.
+    result = run_batch(spec)
+    claimed = store.claim("j", spec, scheduled_for=FIRE)
+    assert claimed is not None and store.complete_batches([(claimed, result)]) == {claimed: True}
+    saved = store.save_batch(result, job_name="j")
+    with store.connect() as conn:
+        rows = {row.id: row._asdict() for row in conn.execute(select(batches))}
+    different = {"id", "trigger", "scheduled_for", "batch_key", "worker"}
+    completed = {k: v for k, v in rows[claimed].items() if k not in different}
+    assert completed == {k: v for k, v in rows[saved].items() if k not in different}
+    assert completed["elapsed_histogram"] and completed["status_2xx"] == 2
