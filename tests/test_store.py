@@ -262,3 +262,24 @@ def test_the_known_head_is_the_migrations_head() -> None:
     scripts = ScriptDirectory.from_config(schema.alembic_config())
     assert schema.HEAD == scripts.get_current_head()
     assert schema.REVISIONS == {s.revision for s in scripts.walk_revisions()}
+
+
+def test_the_jobs_marker_changes_with_any_change_and_only_then(db_url: str) -> None:
+    from collector.spec import JobSpec
+
+    def job(name: str, url: str) -> JobSpec:
+        return JobSpec(name=name, batch=BatchSpec(url=url), every=60.0)
+
+    with open_store(db_url) as store:
+        seen = [store.jobs_marker()]
+        steps = [lambda: store.add_job(job("a", "http://127.0.0.1:9/")),
+                 lambda: store.add_job(job("b", "http://127.0.0.1:9/")),
+                 lambda: store.save_jobs(update=[job("a", "http://127.0.0.1:9/x")]),
+                 lambda: store.set_enabled("b", False),
+                 lambda: store.set_enabled("b", True),
+                 lambda: store.remove_job("a")]
+        for step in steps:
+            step()
+            assert store.jobs_marker() == store.jobs_marker()  # nothing changed between
+            seen.append(store.jobs_marker())
+        assert len(set(seen)) == len(seen), seen  # each step showed

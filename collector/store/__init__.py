@@ -407,8 +407,9 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def jobs_marker(self) -> tuple[tuple[str, datetime], ...]:
-        """Each job's name and last change: cheap to read, different after any change."""
+    def jobs_marker(self) -> str:
+        """A digest of each job's name and last change: one short value to read, and
+        different after any change."""
         return self._bounded_on("jobs_marker", _jobs.marker)
 
     def jobs(self) -> StoredJobs:

@@ -74,10 +74,19 @@ def read_one(conn: Connection, name: str) -> StoredJob | BrokenJob | None:
         return BrokenJob(name=row.name, source=row.source, problem=exc.problem)
 
 
-def marker(conn: Connection) -> tuple[tuple[str, datetime], ...]:
-    """(name, updated_at) of every job: any add, change, enable, disable or remove shows."""
-    rows = conn.execute(select(jobs.c.name, jobs.c.updated_at).order_by(jobs.c.name))
-    return tuple((row.name, row.updated_at) for row in rows)
+def marker(conn: Connection) -> str:
+    """What every job's (name, updated_at) add up to: any add, change, enable, disable or
+    remove changes it. Made by the database: a daemon reads it every 2 s, and at 10,000
+    jobs reading the rows themselves was 6% of its CPU."""
+    statement = _MARKER_PG if conn.dialect.name == "postgresql" else _MARKER_SQLITE
+    count, digest = conn.exec_driver_sql(statement).one()
+    return f"{count}:{digest or ''}"
+
+
+_MARKER_PG = ("SELECT count(*), md5(string_agg(name || '@' || updated_at::text, ',' "
+              "ORDER BY name)) FROM jobs")
+_MARKER_SQLITE = ("SELECT count(*), group_concat(name || '@' || updated_at, ',') "
+                  "FROM (SELECT name, updated_at FROM jobs ORDER BY name)")
 
 
 def names(conn: Connection) -> list[str]:
