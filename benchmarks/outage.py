@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -109,8 +110,6 @@ def _drained(lines: list[dict[str, Any]], back: datetime) -> datetime | None:
 def measure(db: str, *, mode: str, jobs: int, every: float, seconds: float,
             timeout: float = 120) -> Outage:
     """``db``: a PostgreSQL database (cut, freeze) or a SQLite file (lock)."""
-    import subprocess
-
     subprocess.run([str(COLLECTOR), "db", "upgrade", "--db", db], check=True,
                    capture_output=True, timeout=120)
     with server.running() as base, tempfile.TemporaryDirectory() as folder, \

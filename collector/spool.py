@@ -136,7 +136,7 @@ class Spool:
         """
         done, away = Replayed(), False
         chunk: list[tuple[Path, Spooled]] = []
-        tried = 0
+        tried = requests = 0
         for path in self.paths():
             if away or (limit is not None and tried >= limit):
                 break
@@ -148,14 +148,14 @@ class Spool:
                 self._reject(path, f"unreadable: {exc}")
                 done = replace(done, rejected=done.rejected + 1)
                 continue
-            if not _belongs(entry, store, legacy):
+            if not _belongs(entry.database, store, legacy):
                 continue  # another database's: never stored here
             tried += 1
             chunk.append((path, entry))
-            if (len(chunk) >= CHUNK_BATCHES
-                    or sum(len(e.result.requests) for _, e in chunk) >= CHUNK_REQUESTS):
+            requests += len(entry.result.requests)
+            if len(chunk) >= CHUNK_BATCHES or requests >= CHUNK_REQUESTS:
                 done, away = self._store(store, chunk, done)
-                chunk = []
+                chunk, requests = [], 0
         if chunk and not away:
             done, _ = self._store(store, chunk, done)
         return replace(done, left=self._waiting_for(store, legacy))
@@ -198,7 +198,7 @@ class Spool:
         return replace(done, duplicates=done.duplicates + 1)
 
     def _waiting_for(self, store: Store, legacy: bool) -> int:
-        return sum(database == store.url or (legacy and database is None)
+        return sum(_belongs(database, store, legacy)
                    for database in self._databases(self.paths()))
 
     def _databases(self, paths: list[Path]) -> Iterator[str | None]:
@@ -220,9 +220,9 @@ class Spool:
         log.error("spooled batch %s moved to %s: %s", path.name, folder, why)
 
 
-def _belongs(entry: Spooled, store: Store, legacy: bool) -> bool:
-    """Whether ``store`` is where ``entry`` is to be stored."""
-    return entry.database == store.url or (legacy and entry.database is None)
+def _belongs(database: str | None, store: Store, legacy: bool) -> bool:
+    """Whether a batch spooled for ``database`` (None: format 1) is ``store``'s to store."""
+    return database == store.url or (legacy and database is None)
 
 
 def _finished(entry: Spooled) -> Finished:

@@ -74,9 +74,10 @@ def test_daemons_whose_clocks_are_off_by_45_s_go_by_the_database(
     try:
         for daemon in daemons:
             daemon.started()
-        wait_until(lambda: min(Counter(r["worker"] for r in stored_batches(postgres_url))
-                               .values(), default=0) >= 3 and
-                   len(Counter(r["worker"] for r in stored_batches(postgres_url))) == 2,
+        def per_worker() -> list[int]:
+            return list(Counter(r["worker"] for r in stored_batches(postgres_url)).values())
+
+        wait_until(lambda: len(counts := per_worker()) == 2 and min(counts) >= 3,
                    timeout=60, message="both daemons did not store batches")
         offsets = [gauge(daemon, "collector_clock_offset_seconds") for daemon in daemons]
     finally:

@@ -520,10 +520,6 @@ class Daemon:
         """Store what the spool holds, oldest first, until it is empty or the database
         goes away again."""
         while not self.stopping.is_set() and not self.database_away.is_set():
-            depth = self.spool.depth()
-            self.metrics.spool_depth.set(depth)
-            if not depth:
-                return
             done = self.spool.replay(self.store, limit=1000)
             if done.stored or done.duplicates or done.rejected:
                 log.info("spool: %d stored, %d there already, %d rejected, %d left",

@@ -346,13 +346,6 @@ class Store:
         return self._bounded_on("save", lambda conn: _batches.store_many(conn, finished),
                                 write=True)
 
-    def own_claim(self, job_name: str, scheduled_for: datetime, worker: str) -> int | None:
-        """The fire's batch if ``worker`` claimed it and it never finished (a claim that went
-        through after the worker had given up waiting on the database), else None."""
-        with self.connect() as conn:
-            return _batches.own_claim(conn, job_name=job_name, scheduled_for=scheduled_for,
-                                      worker=worker)
-
     def load_batch(self, batch_id: int) -> StoredBatch:
         """A stored batch and what it recorded; UnknownBatch when there is none."""
         with self.connect() as conn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -123,12 +123,12 @@ def claim_many(conn: Connection, fires: Sequence[Fire], *, worker: str, now: dat
     statements however many fires.
     """
     names = sorted({name for name, _, _ in fires})
-    if conn.dialect.name == "postgresql":
+    postgresql = conn.dialect.name == "postgresql"
+    if postgresql:
         # One job's claims one at a time across daemons, locked in one order (no deadlock).
         conn.execute(text("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(n) "
                           "AS h FROM unnest(CAST(:names AS text[])) AS n ORDER BY h) AS locks"),
                      {"names": names})
-    postgresql = conn.dialect.name == "postgresql"
     found = (conn.exec_driver_sql(_RUNNING_PG, {"names": names}) if postgresql else conn.execute(
         select(batches.c.id, batches.c.job_name, batches.c.scheduled_for, batches.c.worker)
         .where(batches.c.job_name.in_(names), batches.c.status == "running")))
@@ -232,7 +232,7 @@ def store_many(conn: Connection, finished: Sequence[Finished]) -> list[bool]:
         late = {i: f for i, f in new.items()
                 if f.batch_key not in inserted and f.scheduled_for is not None}
         if late:
-            own = _own_claims(conn, late.values())
+            own = _own_claims(conn, list(late.values()))
             claims.update({i: own[(f.job_name, f.scheduled_for, f.worker)] for i, f in late.items()
                            if (f.job_name, f.scheduled_for, f.worker) in own})
     if claims:
@@ -242,10 +242,11 @@ def store_many(conn: Connection, finished: Sequence[Finished]) -> list[bool]:
     return [written[i] for i in range(len(finished))]
 
 
-def _own_claims(conn: Connection, fires: Iterable[Finished]
+def _own_claims(conn: Connection, fires: Sequence[Finished]
                 ) -> dict[tuple[str, datetime | None, str], int]:
-    """The unfinished claims among ``fires``' (job, time, worker): their ids."""
-    fires = list(fires)
+    """The unfinished claims among ``fires``' (job, time, worker): their ids. (A claim
+    this worker gave up waiting for may have gone through after all: that row is the
+    batch, still running.)"""
     wanted = {(f.job_name, f.scheduled_for, f.worker) for f in fires}
     found = conn.execute(select(batches.c.id, batches.c.job_name, batches.c.scheduled_for,
                                 batches.c.worker).where(
@@ -264,18 +265,6 @@ def _saved_row(result: BatchResult, *, job_name: str, trigger: Trigger,
             "started_at": result.started_at, "url": result.url, "method": result.method,
             "pool_size": result.pool_size, "concurrency": result.concurrency,
             "worker": worker, "batch_key": batch_key, **_counters(result)}
-
-
-def own_claim(conn: Connection, *, job_name: str, scheduled_for: datetime,
-              worker: str) -> int | None:
-    """The id of the fire's batch when ``worker`` claimed it and it never finished."""
-    found: int | None = conn.execute(
-        select(batches.c.id).where(batches.c.job_name == job_name,
-                                   batches.c.scheduled_for == scheduled_for,
-                                   batches.c.worker == worker,
-                                   batches.c.status.in_(("running", "abandoned")))
-    ).scalar_one_or_none()
-    return found
 
 
 def _counters(result: BatchResult) -> dict[str, Any]:
