@@ -79,7 +79,7 @@ def _claims_per_second(url: str, seconds: float, group: int = 0) -> float:
                     store.claim_fires([(f"g{thread}-{i}-{j}", spec, at) for j in range(group)],
                                       worker=f"bench:{thread}", now=at)
                 else:
-                    store.claim(f"claims{thread}", spec, scheduled_for=at)
+                    store.claim(f"claims{thread}", spec, scheduled_for=at, exclusive=False)
                 i += 1
             done[thread] = i * max(1, group)
 

@@ -1,7 +1,7 @@
 """The collect step that ``run-once``, ``demo`` and the daemon share.
 
 :func:`collect` takes a batch spec with ``${VAR}`` as written, fills the
-references in (:mod:`collector.secrets`: in memory, for this run alone; what
+references in (:mod:`collector.references`: in memory, for this run alone; what
 is stored and shown keeps the references), claims the
 fire when it has a scheduled time, runs the batch through one pool, stores it
 and says what happened in an :class:`Outcome`. A batch that ran but could not
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from collector.errors import DatabaseUnavailable, DataRejected, SpoolFull, StoreError
+from collector.references import prepare
 from collector.results import BatchResult, Trigger
-from collector.secrets import prepare
 from collector.settings import worker_id
 from collector.spec import BatchSpec
 from collector.spool import Spool, Spooled, new_batch_key
@@ -89,7 +89,7 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     unclaimed: DatabaseUnavailable | None = None
     if store is not None and scheduled_for is not None:
         try:
-            won = store.claim_exclusive(job_name, batch, scheduled_for=scheduled_for,
+            won = store.claim(job_name, batch, scheduled_for=scheduled_for,
                                         worker=worker)
             if won == "busy":
                 return Outcome(job_name=job_name, skipped="previous_running")

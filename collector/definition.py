@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collector.keys import job_from_table
+from collector.jobkeys import job_from_table
 from collector.quantities import format_duration
 from collector.spec import DEFAULT_RETRY_AFTER_MAX, JobSpec
 

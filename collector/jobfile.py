@@ -1,7 +1,7 @@
 """Job files and command-line options into :class:`~collector.spec.JobSpec`, every mistake listed.
 
 A job file is TOML with one ``[jobs.NAME]`` table per job (README, "Job
-files"). Every key is checked strictly (:mod:`collector.keys`); a mistake
+files"). Every key is checked strictly (:mod:`collector.jobkeys`); a mistake
 names the file, the job and the key (:class:`~collector.errors.JobFileError`).
 Options go through the same checks as a job table, and their mistakes name
 the option instead.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import ConfigError, JobFileError
-from collector.keys import (
+from collector.jobkeys import (
     BATCH_KEYS,
     NAME_RULE,
     KeyProblem,
@@ -140,7 +140,7 @@ def read_job_file(path: str | Path) -> tuple[list[JobSpec], list[JobFileError]]:
     return jobs, errors
 
 
-def load_job_paths(paths: Sequence[str | Path]) -> JobSet:
+def read_job_paths(paths: Sequence[str | Path]) -> JobSet:
     """Every job in the given files and folders (``*.toml``, searched recursively).
 
     Collects every mistake instead of stopping at the first, including a job

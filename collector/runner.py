@@ -87,7 +87,7 @@ def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
     """Send every query of ``spec`` through one pool and return what happened.
 
     The result's URLs and queries are ``shown``'s when given: the same batch
-    with its secrets as references (see :mod:`collector.secrets`), so values
+    with its secrets as references (see :mod:`collector.references`), so values
     that were sent are never in the result.
     Requests come back in batch order whatever the concurrency. ``on_request``
     is called with each request's result as it finishes (from the sending

@@ -39,7 +39,7 @@ def store(db_url: str) -> Iterator[Store]:
 
 def test_a_claim_is_a_running_batch_completed_later(store: Store, spec: BatchSpec) -> None:
     batch_id = store.claim("search", spec, scheduled_for=FIRE, worker="host-a:1")
-    assert batch_id is not None
+    assert isinstance(batch_id, int)
     running = store.load_batch(batch_id)
     assert (running.status, running.trigger, running.scheduled_for) == ("running", "schedule",
                                                                         FIRE)
@@ -56,10 +56,11 @@ def test_a_claim_is_a_running_batch_completed_later(store: Store, spec: BatchSpe
 
 
 def test_the_second_claim_of_a_fire_loses(store: Store, spec: BatchSpec) -> None:
-    first = store.claim("search", spec, scheduled_for=FIRE, worker="host-a:1")
-    second = store.claim("search", spec, scheduled_for=FIRE, worker="host-b:2")
+    first = store.claim("search", spec, scheduled_for=FIRE, worker="host-a:1", exclusive=False)
+    second = store.claim("search", spec, scheduled_for=FIRE, worker="host-b:2", exclusive=False)
     assert first is not None and second is None
-    assert store.claim("other", spec, scheduled_for=FIRE) is not None  # another job's fire
+    # another job's fire
+    assert store.claim("other", spec, scheduled_for=FIRE, exclusive=False) is not None
     assert store.load_batch(first).worker == "host-a:1"
     assert store.info().row_counts["batches"] == 2
 
@@ -86,16 +87,17 @@ def at_once(db_url: str, claim: Callable[[Store, int], object], workers: int = 6
 
 def test_workers_claiming_at_once_run_a_fire_once(db_url: str, spec: BatchSpec) -> None:
     won = at_once(db_url, lambda store, i: store.claim("search", spec, scheduled_for=FIRE,
-                                                        worker=f"w:{i}"))
+                                                        worker=f"w:{i}", exclusive=False))
     assert sum(batch_id is not None for batch_id in won) == 1
 
 
 def test_a_lost_claim_is_told_apart_from_an_outage(db_url: str, store: Store,
                                                    spec: BatchSpec) -> None:
-    assert store.claim("search", spec, scheduled_for=FIRE) is not None
-    assert store.claim("search", spec, scheduled_for=FIRE) is None
+    assert store.claim("search", spec, scheduled_for=FIRE, exclusive=False) is not None
+    assert store.claim("search", spec, scheduled_for=FIRE, exclusive=False) is None
     with database_outage(db_url), pytest.raises(DatabaseUnavailable, match="database"):
-        store.claim("search", spec, scheduled_for=datetime(2026, 11, 27, 12, 10, tzinfo=UTC))
+        store.claim("search", spec, scheduled_for=datetime(2026, 11, 27, 12, 10, tzinfo=UTC),
+                    exclusive=False)
 
 
 def test_saving_during_an_outage_is_unavailable_and_leaves_nothing(
@@ -130,7 +132,7 @@ def test_status_and_trigger_are_checked(store: Store, spec: BatchSpec, column: s
 
 
 def test_completing_a_batch_that_is_gone_is_refused(store: Store, spec: BatchSpec) -> None:
-    batch_id = store.claim("search", spec, scheduled_for=FIRE)
+    batch_id = store.claim("search", spec, scheduled_for=FIRE, exclusive=False)
     assert batch_id is not None
     with store.engine.begin() as conn:
         conn.execute(batches.delete())
@@ -193,7 +195,7 @@ def test_every_attempt_is_kept_in_sql(db_url: str, server: LocalServer) -> None:
 def test_two_fires_of_one_job_never_run_at_once(db_url: str, spec: BatchSpec) -> None:
     # Six different fires of one job claimed at the same moment: one runs, the others
     # find it running ("busy") - checked and claimed in one transaction.
-    outcomes = at_once(db_url, lambda store, i: store.claim_exclusive(
+    outcomes = at_once(db_url, lambda store, i: store.claim(
         "search", spec, scheduled_for=FIRE + timedelta(seconds=i), worker=f"w:{i}"))
     assert sum(isinstance(o, int) for o in outcomes) == 1
     assert outcomes.count("busy") == 5
@@ -203,7 +205,7 @@ def test_only_a_batch_running_somewhere_makes_a_job_busy(store: Store, spec: Bat
     # Running rows: job a's by another worker, job b's by this one and running here, job
     # c's by this one but not running here (it ran while the database was away and waits
     # in the spool to be completed): only c's next fire may be claimed.
-    running = {name: store.claim(name, spec, scheduled_for=FIRE, worker=worker)
+    running = {name: store.claim(name, spec, scheduled_for=FIRE, worker=worker, exclusive=False)
                for name, worker in (("a", "other:1"), ("b", "me:1"), ("c", "me:1"))}
     later = FIRE + timedelta(seconds=1)
     outcome = store.claim_fires([(name, spec, later) for name in "abc"], worker="me:1",
@@ -216,7 +218,7 @@ def test_a_completed_claim_holds_what_a_saved_batch_does(store: Store, spec: Bat
     # A claimed batch is written in two steps (the claim, then its counters), a saved
     # one in one: every column they both write must come out the same.
     result = run_batch(spec)
-    claimed = store.claim("j", spec, scheduled_for=FIRE)
+    claimed = store.claim("j", spec, scheduled_for=FIRE, exclusive=False)
     assert claimed is not None and store.complete_batches([(claimed, result)]) == {claimed: True}
     saved = store.save_batch(result, job_name="j")
     with store.connect() as conn:

@@ -18,8 +18,8 @@ import pytest
 import urllib3
 from sqlalchemy import update
 
+from collector.daemon.daemon import Daemon, DaemonConfig
 from collector.daemon.notify import Notifier
-from collector.daemon.scheduler import Daemon, DaemonConfig
 from collector.models import jobs
 from collector.store import open_store
 from tests.cli import invoke

@@ -17,12 +17,12 @@ from collector.errors import ConfigError, JobFileError
 from collector.jobfile import (
     batch_from_options,
     load_job_file,
-    load_job_paths,
+    read_job_paths,
     select_job,
 )
 from collector.quantities import format_duration, parse_duration, parse_size
+from collector.references import prepare
 from collector.schedule import cron_trigger
-from collector.secrets import prepare
 from collector.settings import resolve_database_url
 from collector.spec import BatchSpec, JobSpec, Timeouts
 
@@ -246,7 +246,7 @@ url = "http://x/"
 """, "one.toml")
     write(tmp_path, "[jobs.c]\nurl = 'http://y/'\n[jobs.b]\nurl = 'http://z/'\n", "two.toml")
     write(tmp_path, "not toml at all", "three.toml")
-    found = load_job_paths([tmp_path, tmp_path / "missing.toml"])
+    found = read_job_paths([tmp_path, tmp_path / "missing.toml"])
     # tomllib's own wording differs between Python versions
     messages = [re.sub(r"is not valid TOML \(.*\)$", "is not valid TOML (...)", str(e))
                 for e in found.errors]
@@ -269,7 +269,7 @@ url = "http://x/"
 
 
 def test_a_folder_without_job_files(tmp_path: Path) -> None:
-    assert [str(e) for e in load_job_paths([tmp_path]).errors] == [
+    assert [str(e) for e in read_job_paths([tmp_path]).errors] == [
         f"{tmp_path}: has no *.toml job files"]
 
 
@@ -355,7 +355,7 @@ def test_a_fifo_and_deep_nesting_are_errors_not_hangs(tmp_path: Path) -> None:
 
     fifo = tmp_path / "pipe.toml"
     os.mkfifo(fifo)
-    found = load_job_paths([fifo])
+    found = read_job_paths([fifo])
     assert [str(e) for e in found.errors] == [f"{fifo}: is not a regular file"]
     deep = write(tmp_path, "[jobs.a]\nurl = 'http://x/'\nq = " + "[" * 100_000 + "]" * 100_000)
     with pytest.raises(JobFileError, match="is nested too deeply to be a job file"):

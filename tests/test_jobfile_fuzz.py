@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from collector.definition import job_definition, job_from_definition, job_to_toml
 from collector.errors import JobFileError
-from collector.jobfile import load_job_file, load_job_paths
-from collector.keys import JOB_KEYS
+from collector.jobfile import load_job_file, read_job_paths
+from collector.jobkeys import JOB_KEYS
 from collector.spec import BatchSpec, JobSpec, Timeouts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ documents = st.one_of(
 
 def check(path: Path) -> int:
     """Checks what came back; returns how many valid jobs it found."""
-    found = load_job_paths([path])
+    found = read_job_paths([path])
     for error in found.errors:
         assert isinstance(error, JobFileError)
         assert str(error).startswith(str(path))

@@ -138,7 +138,8 @@ def test_replay_stores_many_batches_a_transaction(db_url: str, tmp_path: Path,
             for i in range(2 * CHUNK_BATCHES + 50)]
     with open_store(db_url) as store:
         claimed = store.claim("j", BatchSpec(url=server.url("/search")),
-                              scheduled_for=FIRE - timedelta(seconds=1), worker="h:1")
+                              scheduled_for=FIRE - timedelta(seconds=1), worker="h:1",
+                              exclusive=False)
         many.append(entry(server, claimed=claimed, trigger="schedule",
                           scheduled_for=FIRE - timedelta(seconds=1)))
         for spooled in many:
@@ -170,7 +171,8 @@ def test_replay_completes_a_claimed_batch(db_url: str, tmp_path: Path,
                                           server: LocalServer) -> None:
     spool = Spool(tmp_path / "spool")
     with open_store(db_url) as store:
-        claimed = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE)
+        claimed = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE,
+                              exclusive=False)
         spool.put(entry(server, claimed=claimed, scheduled_for=FIRE, trigger="schedule"))
         assert spool.replay(store).stored == 1
         assert claimed is not None and store.load_batch(claimed).status == "ok"
@@ -183,7 +185,7 @@ def test_a_claim_that_went_through_late_is_completed_by_the_replay(
     spool = Spool(tmp_path / "spool")
     with open_store(db_url) as store:
         late = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE,
-                           worker="h:1")
+                           worker="h:1", exclusive=False)
         spool.put(entry(server, scheduled_for=FIRE, trigger="schedule", worker="h:1"))
         assert spool.replay(store).stored == 1
         assert late is not None and store.load_batch(late).status == "ok"

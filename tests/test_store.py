@@ -145,7 +145,7 @@ def test_migrating_keeps_every_row(db_url: str, result: BatchResult) -> None:
         store.upgrade()
         assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1, "workers": 0}
         fire = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-        running = store.claim("new", BatchSpec(url=result.url), scheduled_for=fire)
+        running = store.claim("new", BatchSpec(url=result.url), scheduled_for=fire, exclusive=False)
         assert running is not None
         store.downgrade("0002")  # what never finished becomes failed, with zero counters
         with store.engine.connect() as conn:

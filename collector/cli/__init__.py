@@ -90,11 +90,11 @@ def _warnings_to_stderr() -> None:
 
 
 def _register() -> None:
-    from collector.cli import daemon, db, jobs, report, run, spool
+    from collector.cli import db, jobs, report, run, run_once, spool
 
-    app.command("run")(daemon.run)
-    app.command("run-once")(run.run_once)
-    app.command("demo")(run.demo)
+    app.command("run")(run.run)
+    app.command("run-once")(run_once.run_once)
+    app.command("demo")(run_once.demo)
     app.add_typer(jobs.app, name="jobs")
     app.command("report")(report.report)
     app.command("batches")(report.batches)

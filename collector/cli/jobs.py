@@ -30,7 +30,7 @@ from collector.cli.render import records
 from collector.errors import ConfigError, JobFilesInvalid, NoDatabase
 
 if TYPE_CHECKING:
-    from collector.jobs import Action
+    from collector.apply import Action
 
 app = typer.Typer(help="Manage jobs: from job files (validate, apply) or one by one.",
                   no_args_is_help=True)
@@ -58,10 +58,10 @@ def _report_mistakes(exc: JobFilesInvalid) -> None:
 @app.command()
 def validate(paths: _Paths) -> None:
     """Check job files without touching the database; exit 2 listing every mistake."""
-    from collector.jobs import read_jobs  # here: --help need not import the job files' parser
+    from collector.apply import load_jobs  # here: --help need not import the job files' parser
 
     try:
-        found = read_jobs(paths)
+        found = load_jobs(paths)
     except JobFilesInvalid as exc:
         _report_mistakes(exc)
         raise
@@ -81,11 +81,11 @@ def apply(
     db: DbOption = None,
 ) -> None:
     """Create or update jobs from job files (the files are the source of truth)."""
-    from collector.jobs import apply_jobs, plan_apply, read_jobs
+    from collector.apply import apply_jobs, load_jobs, plan_apply
     from collector.store import StoredJobs
 
     try:
-        found = read_jobs(paths, local=False)  # before the database: a mistake creates nothing
+        found = load_jobs(paths, local=False)  # before the database: a mistake creates nothing
     except JobFilesInvalid as exc:
         _report_mistakes(exc)
         raise
@@ -137,7 +137,7 @@ def show(name: _Name, db: DbOption = None) -> None:
     import dataclasses
 
     from collector.definition import job_to_toml
-    from collector.secrets import redacted
+    from collector.references import redacted
 
     with open_db(db, create=False) as store:
         stored = store.job(name)

@@ -1,316 +1,105 @@
-"""``collector run-once`` and ``collector demo``: run a batch now, store it, show it.
-
-The commands parse options, choose what to run and render the outcome; the
-collect step (:mod:`collector.collect`) does the work.
-"""
+"""``collector run``: the daemon, in the foreground (systemd runs it as a service)."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from collector.cli.options import (
-    CaFileOption,
-    ConcurrencyOption,
-    DbOption,
-    FieldOption,
-    HeaderOption,
-    MaxBodyOption,
-    MethodOption,
-    PoolSizeOption,
-    QueryOption,
-    RetriesOption,
-    TimeoutOption,
-    TotalTimeoutOption,
-    UrlOption,
-    batch_values,
-    open_db,
-)
-from collector.errors import BatchNotStored, ConfigError, NoDatabase, UnknownJob
-from collector.quantities import show
-
-if TYPE_CHECKING:
-    from collector.collect import Outcome
-    from collector.runner import OnRequest
-    from collector.spec import BatchSpec
-    from collector.store import Store
-
-EXIT_REQUEST_FAILED = 3
-PROGRESS_AFTER = 0.5  # seconds: a batch quicker than this shows no progress bar
-
-JsonOption = Annotated[bool, typer.Option(
-    "--json", help="Print one JSON object instead of a table.")]
-_Target = Annotated[str | None, typer.Argument(
-    metavar="[FILE.toml | JOB]", show_default=False,
-    help="A job file, or the name of a stored job (instead of --url).")]
-_Job = Annotated[str | None, typer.Option(
-    metavar="NAME", help="The job to run when FILE.toml holds more than one.")]
-_Name = Annotated[str, typer.Option(
-    metavar="NAME", help="The job name a --url batch is stored under.")]
-_NoStore = Annotated[bool, typer.Option(
-    "--no-store", help="Run and print, but do not write to the database.")]
-_FailOnError = Annotated[bool, typer.Option(
-    "--fail-on-error", help="Exit 3 when a request got no response or a status >= 400.")]
+from collector.cli.options import DbOption, whole
+from collector.errors import ConfigError, JobFilesInvalid
+from collector.jobkeys import DAY
+from collector.quantities import parse_duration
 
 
-def run_once(
-    target: _Target = None,
-    job: _Job = None,
-    url: UrlOption = None,
-    query: QueryOption = None,
-    field: FieldOption = None,
-    method: MethodOption = None,
-    pool_size: PoolSizeOption = None,
-    concurrency: ConcurrencyOption = None,
-    timeout: TimeoutOption = None,
-    total_timeout: TotalTimeoutOption = None,
-    retries: RetriesOption = None,
-    header: HeaderOption = None,
-    ca_file: CaFileOption = None,
-    max_body: MaxBodyOption = None,
-    name: _Name = "run-once",
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        return parse_duration(text, maximum=DAY)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def run(
+    jobs: Annotated[list[Path] | None, typer.Option(
+        "--jobs", metavar="PATH",
+        help="Job files or folders to apply at start and on SIGHUP (systemctl reload); "
+             "repeatable. Without it, the jobs table as it is.")] = None,
     db: DbOption = None,
-    as_json: JsonOption = False,
-    no_store: _NoStore = False,
-    fail_on_error: _FailOnError = False,
+    workers: Annotated[int, typer.Option(
+        parser=whole("--workers", 1, 1000), metavar="N",
+        help="Batches this daemon runs at once.")] = 4,
+    shutdown_timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="On SIGTERM, how long running batches may go on before "
+                                 "they stop (what they collected is stored).")] = "30s",
+    heartbeat_timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="A daemon silent this long is taken for dead and its running "
+                                 "batches are marked abandoned.")] = "30s",
+    db_timeout: Annotated[str, typer.Option(
+        metavar="DURATION", help="How long a database call may take before the database is "
+                                 "taken for away: batches are then spooled.")] = "5s",
+    metrics_port: Annotated[int | None, typer.Option(
+        parser=whole("--metrics-port", 0, 65535), metavar="PORT",
+        help="Serve Prometheus metrics on this port (0: any free port).")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        metavar="ADDRESS", help="The address the metrics listen on.")] = "127.0.0.1",
+    log_format: Annotated[LogFormat, typer.Option(
+        help="text (journald adds the time) or json (one object per line).")] = LogFormat.text,
+    log_level: Annotated[LogLevel, typer.Option(help="The least important to log.")]
+        = LogLevel.info,
 ) -> None:
-    """Run one batch now through one connection pool, store it and print it.
+    """Run every enabled job on its schedule until stopped (SIGTERM or Ctrl-C; SIGHUP reloads).
 
-    A job file (FILE.toml [--job NAME]), a stored job's name, or --url with
-    --query options:
-
-    \b
-      collector run-once jobs/search.toml
-      collector run-once search
-      collector run-once --url http://127.0.0.1:8080/search \\
-          -q q=python -q q=php --field v=1.0 --timeout 5s
+    Several daemons, on one host or many, may share one database: each fire of
+    a job is claimed by one of them and run once.
     """
-    options = batch_values(url=url, query=query, field=field, method=method,
-                           pool_size=pool_size, concurrency=concurrency, timeout=timeout,
-                           total_timeout=total_timeout, retries=retries, header=header,
-                           ca_file=ca_file, max_body=max_body)
-    given = {key: value for key, value in options.items() if value is not None}
-    render = _Show(as_json=as_json, fail_on_error=fail_on_error)
-    if target is None:
-        if job is not None:
-            raise ConfigError("--job needs a job file")
-        if url is None:
-            raise ConfigError("give a job file, a job's name or --url "
-                              "(see collector run-once --help)")
-        _run_options(given, name=name, db=db, no_store=no_store, render=render)
-        return
-    if given:
-        option = "--" + next(iter(given)).replace("_", "-")
-        option = {"--queries": "--query", "--fields": "--field",
-                  "--headers": "--header"}.get(option, option)
-        raise ConfigError(f"{option} cannot be combined with a job; "
-                          "put it in the job's definition instead")
-    if _is_job_file(target):
-        _run_file(target, job, db=db, no_store=no_store, render=render)
-    elif job is not None:
-        raise ConfigError("--job needs a job file")
-    else:
-        _run_stored(target, db=db, no_store=no_store, render=render)
+    from collector.daemon.daemon import DaemonConfig
+    from collector.daemon.daemon import run as run_daemon
+    from collector.daemon.logs import setup_logging
+    from collector.daemon.notify import Notifier
+    from collector.metrics import Metrics
 
+    config = DaemonConfig(
+        job_paths=tuple(jobs or ()), workers=workers,
+        shutdown_timeout=_seconds("--shutdown-timeout", shutdown_timeout),
+        heartbeat_timeout=_seconds("--heartbeat-timeout", heartbeat_timeout),
+        heartbeat_interval=min(5.0, _seconds("--heartbeat-timeout", heartbeat_timeout) / 3),
+        metrics_port=metrics_port, metrics_address=metrics_address,
+    )
+    operation_timeout = _seconds("--db-timeout", db_timeout)
+    from collector.cli.options import database_url
+    from collector.store import open_store
 
-def _is_job_file(target: str) -> bool:
-    """A target is a job file when it is a file, or cannot be a job's name (it has a /)."""
-    from collector.keys import is_job_name
-
-    return Path(target).is_file() or not is_job_name(target)
-
-
-def _run_options(values: dict[str, object], *, name: str, db: str | None, no_store: bool,
-                 render: _Show) -> None:
-    from collector.jobfile import batch_from_options
-    from collector.keys import NAME_RULE, is_job_name
-
-    spec = batch_from_options(values)
-    if not is_job_name(name):
-        raise ConfigError(f"--name: {show(name)}: {NAME_RULE}")
-    _collect(name, spec, db=db, no_store=no_store, render=render, where=f"--url batch {name!r}")
-
-
-def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
-              render: _Show) -> None:
-    from collector.jobfile import load_one_job
-
-    if not Path(target).is_file():
-        raise ConfigError(f"{target}: no such job file")
-    chosen = load_one_job(target, job)
-    _collect(chosen.name, chosen.batch, db=db, no_store=no_store, render=render,
-             where=f'{target}: job "{chosen.name}"')
-
-
-def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> None:
-
+    url = database_url(db)  # every option checked before anything starts
     try:
-        store = open_db(db, create=False)  # a stored job: nothing to run without a database
-    except NoDatabase:
-        if name.endswith(".toml"):
-            raise ConfigError(f"{name}: no such job file, and no stored job has that name")\
-                from None
-        raise
-    with store:
+        if config.job_paths:  # and the job files: a mistake creates no database
+            from collector.apply import load_jobs
+
+            load_jobs(config.job_paths, local=False)
+        metrics = Metrics()
+        if metrics_port is not None:  # and the address can be listened on
+            metrics.serve(metrics_port, metrics_address)
+        setup_logging(log_format.value, log_level.value)
+        # A daemon waits on its database for --db-timeout at most, then spools and goes on.
         try:
-            stored = store.job(name).job
-        except UnknownJob:
-            if name.endswith(".toml"):
-                raise ConfigError(f"{name}: no such job file, and no stored job has that name")\
-                    from None
-            raise
-        _run(stored.name, stored.batch, store=None if no_store else store, render=render,
-             where=f'job "{stored.name}"')
-
-
-def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, render: _Show,
-             where: str) -> None:
-    from collector.secrets import prepare
-
-    if no_store:
-        _run(name, spec, store=None, render=render, where=where)
-        return
-    prepare(spec, os.environ, where=where)  # a missing variable: before the database
-    with open_db(db) as store:  # before running: a database error loses nothing
-        _run(name, spec, store=store, render=render, where=where)
-
-
-def _run(name: str, spec: BatchSpec, *, store: Store | None, render: _Show,
-         where: str) -> None:
-    """The collect step with a progress bar, and SIGINT/SIGTERM ending the batch early.
-
-    A signal stops sending; what was collected is stored (or spooled) as
-    ``interrupted``, shown, and the exit code is 128 + the signal's number.
-    """
-    from collector.collect import collect
-    from collector.spool import default_spool
-
-    with _progress(len(spec.queries)) as on_request, _interruptible() as (stop, caught):
-        outcome = collect(name, spec, store=store, where=where, on_request=on_request,
-                          stop=stop, spool=None if store is None else default_spool())
-    render(outcome, where=None if store is None else store.url, signal_number=caught[0]
-           if caught else None)
-
-
-@contextmanager
-def _interruptible() -> Iterator[tuple[threading.Event, list[int]]]:
-    """SIGINT and SIGTERM set an event (and are remembered) instead of ending the process."""
-    import signal
-
-    stop = threading.Event()
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield stop, caught
-        return
-
-    def handler(number: int, _frame: object) -> None:
-        caught.append(number)
-        stop.set()
-
-    previous = {number: signal.signal(number, handler)
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop, caught
-    finally:
-        for number, action in previous.items():
-            signal.signal(number, action)
-
-
-def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Run the example's batch against a local stand-in server (works offline).
-
-    Starts a server on 127.0.0.1 that answers as the example's search endpoint
-    did, sends q=python and q=php (with v=1.0) through one pool of size 1,
-    stores the batch and prints it: two 200s of 211 bytes, one connection, two
-    requests.
-    """
-    from collector.collect import collect
-    from collector.demo import demo_batch, serve_demo
-    from collector.spool import default_spool
-
-    with open_db(db) as store, serve_demo() as url:
-        outcome = collect("demo", demo_batch(url), store=store, spool=default_spool())
-    _Show(as_json=as_json, fail_on_error=False)(outcome, where=store.url)
-
-
-class _Show:
-    """Prints an outcome (a table or JSON), then raises for what went wrong."""
-
-    def __init__(self, *, as_json: bool, fail_on_error: bool) -> None:
-        self.as_json = as_json
-        self.fail_on_error = fail_on_error
-
-    def __call__(self, outcome: Outcome, *, where: str | None,
-                 signal_number: int | None = None) -> None:
-        from collector.cli.render import batch_table
-
-        result = outcome.result
-        assert result is not None, "run-once never claims a fire"
-        if self.as_json:
-            document = {"batch_id": outcome.batch_id, "job_name": outcome.job_name,
-                        "trigger": "manual", **result.to_dict()}
-            typer.echo(json.dumps(document, indent=2))
-        else:
-            typer.echo(batch_table(result, job_name=outcome.job_name,
-                                   batch_id=outcome.batch_id, where=where))
-        not_stored = (None if outcome.store_error is None
-                      else BatchNotStored(outcome.store_error, outcome.spooled,
-                                          outcome.spool_error))
-        if signal_number is not None:
-            if not_stored is not None:
-                typer.echo(f"collector: error: {not_stored}", err=True)
-            typer.echo(f"collector: stopped by signal {signal_number}: the requests sent so "
-                       "far are kept, as an interrupted batch", err=True)
-            raise typer.Exit(128 + signal_number)
-        if not_stored is not None:
-            raise not_stored
-        bad = sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
-        if self.fail_on_error and bad:
-            typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "
-                       "status >= 400", err=True)
-            raise typer.Exit(EXIT_REQUEST_FAILED)
-
-
-@contextmanager
-def _progress(queries: int) -> Iterator[OnRequest | None]:
-    """A progress bar on stderr for a batch that takes more than a moment, on a terminal only.
-
-    Yields the callback for each finished request, or None when stderr is not a terminal.
-    """
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task("requests", total=max(queries, 1))
-    lock = threading.Lock()
-    state = {"started": False, "done": False}
-
-    def start() -> None:
-        with lock:
-            if not state["done"]:
-                bar.start()
-                state["started"] = True
-
-    timer = threading.Timer(PROGRESS_AFTER, start)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield lambda _result: bar.advance(task)
-    finally:
-        timer.cancel()
-        with lock:
-            state["done"] = True
-            if state["started"]:
-                bar.stop()
+            with open_store(url, operation_timeout=operation_timeout) as store:
+                run_daemon(store, config, notifier=Notifier(), metrics=metrics)
+        finally:
+            metrics.close()
+    except JobFilesInvalid as exc:
+        for error in exc.errors:
+            typer.echo(f"collector: error: {error}", err=True)
+        raise

@@ -1,1 +1,1 @@
-"""``collector run``: the long-running scheduler (see :mod:`collector.daemon.scheduler`)."""
+"""``collector run``: the long-running scheduler (see :mod:`collector.daemon.daemon`)."""

@@ -33,8 +33,8 @@ from collector.spec import JobSpec
 
 if TYPE_CHECKING:
     from collector.metrics import Metrics
+    from collector.references import Prepared
     from collector.results import BatchResult
-    from collector.secrets import Prepared
 
 log = logging.getLogger("collector.daemon")
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -272,25 +272,25 @@ class Store:
 
     # -- batches ------------------------------------------------------------------------------
 
+    @overload
     def claim(self, job_name: str, spec: BatchSpec, *, scheduled_for: datetime,
-              worker: str | None = None) -> int | None:
-        """Claim a scheduled fire by inserting its batch as ``running``.
+              worker: str | None = None, exclusive: Literal[True] = True
+              ) -> int | None | Literal["busy"]: ...
 
-        Returns the batch id, or None when another worker claimed this
-        (job, scheduled time) first: the fire is run elsewhere, not an error.
+    @overload
+    def claim(self, job_name: str, spec: BatchSpec, *, scheduled_for: datetime,
+              worker: str | None = None, exclusive: Literal[False]) -> int | None: ...
+
+    def claim(self, job_name: str, spec: BatchSpec, *, scheduled_for: datetime,
+              worker: str | None = None, exclusive: bool = True
+              ) -> int | None | Literal["busy"]:
+        """Claim a scheduled fire by inserting its batch as ``running``: its id.
+
+        None when another worker claimed this (job, scheduled time) first: the fire
+        is run elsewhere, not an error. ``"busy"`` while a batch of the job runs
+        anywhere: no job runs two batches at once in the cluster. ``exclusive=False``
+        lets the fire's own uniqueness alone decide (for tests of that rule).
         """
-        claimed = self._claim(job_name, spec, scheduled_for, worker, exclusive=False)
-        assert claimed != "busy"
-        return claimed
-
-    def claim_exclusive(self, job_name: str, spec: BatchSpec, *, scheduled_for: datetime,
-                        worker: str | None = None) -> int | None | Literal["busy"]:
-        """Like :meth:`claim`, and ``"busy"`` while a batch of the job runs anywhere:
-        no job runs two batches at once in the cluster."""
-        return self._claim(job_name, spec, scheduled_for, worker, exclusive=True)
-
-    def _claim(self, job_name: str, spec: BatchSpec, scheduled_for: datetime,
-               worker: str | None, *, exclusive: bool) -> int | None | Literal["busy"]:
         return self._bounded_on("claim", lambda conn: _batches.claim(
             conn, job_name=job_name, spec=spec, scheduled_for=scheduled_for,
             worker=worker or worker_id(), exclusive=exclusive), write=True)
@@ -307,7 +307,7 @@ class Store:
     def claim_fires(self, fires: Sequence[_batches.Fire], *, worker: str, now: datetime,
                     running_here: Collection[int] = (),
                     timeout: float | None = None) -> dict[tuple[str, datetime], _batches.Claimed]:
-        """Claim many fires exclusively in one transaction (see :meth:`claim_exclusive`):
+        """Claim many fires exclusively in one transaction (see :meth:`claim`):
         for each (job, scheduled time), its batch id, None or "busy". ``now`` is stamped
         as their ``started_at`` until they complete. A running batch of ``worker`` that
         is not in ``running_here`` makes no job busy (it ran, and waits in the spool to

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import ConfigError
-from collector.keys import REFERENCE, header_value_problem
+from collector.jobkeys import REFERENCE, header_value_problem
 from collector.redaction import REDACTED, SECRETS
 from collector.results import BatchResult
 from collector.spec import BatchSpec

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from collector.definition import job_definition
 from collector.errors import JobFilesInvalid
-from collector.jobfile import JobSet, load_job_paths
+from collector.jobfile import JobSet, read_job_paths
 from collector.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class ApplyPlan:
         return sum(change.action == action for change in self.changes)
 
 
-def read_jobs(paths: Sequence[str | Path], *, local: bool = True) -> JobSet:
+def load_jobs(paths: Sequence[str | Path], *, local: bool = True) -> JobSet:
     """Every job in the files and folders; raises JobFilesInvalid listing every mistake.
 
     Without ``local``, problems that depend on this machine (a ``ca_file`` that is
@@ -53,7 +53,7 @@ def read_jobs(paths: Sequence[str | Path], *, local: bool = True) -> JobSet:
     stay in ``errors`` for the caller to warn about, and a batch of such a job
     fails at run time on a machine without the file, alone.
     """
-    found = load_job_paths(paths)
+    found = read_job_paths(paths)
     mistakes = [e for e in found.errors if local or not e.local]
     if mistakes:
         raise JobFilesInvalid(mistakes)
@@ -103,10 +103,10 @@ def apply_jobs(store: Store, paths: Sequence[str | Path], *, prune: bool = False
                dry_run: bool = False, found: JobSet | None = None) -> ApplyPlan:
     """Create, update (and with ``prune`` remove) stored jobs to match the files.
 
-    ``found`` is the files read already (:func:`read_jobs`), so that a caller can
+    ``found`` is the files read already (:func:`load_jobs`), so that a caller can
     refuse files with mistakes before it opens, or creates, a database.
     """
-    plan = plan_apply(store.jobs(), found or read_jobs(paths, local=False), paths, prune=prune)
+    plan = plan_apply(store.jobs(), found or load_jobs(paths, local=False), paths, prune=prune)
     if not dry_run:
         store.save_jobs(create=plan.create, update=plan.update, remove=plan.remove)
     return plan

@@ -37,9 +37,9 @@ from collector.errors import (
     StoreError,
 )
 from collector.metrics import Metrics
+from collector.references import prepare
 from collector.runner import run_batch
 from collector.schedule import Fires, spread_offset
-from collector.secrets import prepare
 from collector.settings import spool_folder, worker_id
 from collector.spec import JobSpec
 from collector.spool import Spool, Spooled, new_batch_key
@@ -173,9 +173,9 @@ class Daemon:
         """Apply ``job_paths`` to the jobs table (files are the truth for their jobs)."""
         if not self.config.job_paths:
             return
-        from collector.jobs import apply_jobs, read_jobs
+        from collector.apply import apply_jobs, load_jobs
 
-        found = read_jobs(self.config.job_paths, local=False)
+        found = load_jobs(self.config.job_paths, local=False)
         for problem in found.errors:
             log.warning("%s on this machine: its batches fail here until it is", problem)
         plan = apply_jobs(self.store, self.config.job_paths, prune=True, found=found)
