@@ -1,52 +1,51 @@
-"""The collect step that ``run-once``, ``demo`` and the daemon share.
+"""The collect step: run a batch, and the one path from a finished batch to the database.
 
-:func:`collect` takes a batch spec with ``${VAR}`` as written, fills the
-references in (:mod:`collector.references`: in memory, for this run alone; what
-is stored and shown keeps the references), claims the
-fire when it has a scheduled time, runs the batch through one pool, stores it
-and says what happened in an :class:`Outcome`. A batch that ran but could not
-be stored is not an exception here: the outcome carries the result and the
-reason, so the caller can show it (and, later, spool it).
+:func:`collect` (``run-once``, ``demo``) takes a batch spec with ``${VAR}`` as
+written, fills the references in (:mod:`collector.references`: in memory, for
+this run alone; what is stored and shown keeps the references), runs the batch
+through one pool and records it. :func:`record` is what the daemon's writer
+calls too, for the fires it claimed and ran: the batches go to
+``Store.record`` in one transaction, and to the spool only when the database
+is unavailable. A batch that ran but could not be stored is not an exception
+here: its :class:`Outcome` carries the result and the reason, so the caller
+can show it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from collector.errors import DatabaseUnavailable, DataRejected, SpoolFull, StoreError
 from collector.references import prepare
-from collector.results import BatchResult, Trigger
+from collector.results import BatchResult, PendingBatch, Trigger, new_batch_key
 from collector.settings import worker_id
 from collector.spec import BatchSpec
-from collector.spool import Spool, Spooled, new_batch_key
 
 if TYPE_CHECKING:
     from collector.runner import OnRequest
+    from collector.spool import Spool
     from collector.store import Store
+
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
-    """What one collect step did.
+    """What became of one batch that ran.
 
-    - stored: ``result`` and ``batch_id`` are set;
-    - ran but not stored: ``result`` and ``store_error`` are set (``store`` was
-      given and could not take it; ``transient`` says whether trying again may work);
-    - ran without a store: only ``result``;
-    - skipped: nothing ran, ``result`` is None; ``skipped`` says why: another
-      worker claimed the fire, or the job's previous batch is still running.
+    - stored: ``batch_id`` is set;
+    - not stored: ``store_error`` is set (``.transient``: the database was away, and the
+      batch waits in the spool at ``spooled``, or ``spool_error`` says why it could not);
+    - run without a store: neither.
     """
 
     job_name: str
-    result: BatchResult | None = None
+    result: BatchResult
     batch_id: int | None = None
     store_error: StoreError | None = None
-    skipped: Literal["claimed_elsewhere", "previous_running"] | None = None
     spooled: Path | None = None  # where the batch waits for the database
     spool_error: SpoolFull | None = None  # it should have been spooled and could not be
 
@@ -55,79 +54,82 @@ class Outcome:
         return self.batch_id is not None
 
     @property
-    def claimed_elsewhere(self) -> bool:
-        return self.skipped == "claimed_elsewhere"
-
-    @property
     def transient(self) -> bool:
         """Whether the store's failure was an outage (worth keeping the batch for later)."""
-        return isinstance(self.store_error, DatabaseUnavailable)
+        return self.store_error is not None and self.store_error.transient
 
 
 def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
-            trigger: Trigger = "manual", scheduled_for: datetime | None = None,
-            environ: Mapping[str, str] = os.environ, where: str | None = None,
-            on_request: OnRequest | None = None, worker: str | None = None,
-            stop: threading.Event | None = None, spool: Spool | None = None) -> Outcome:
-    """Expand, (claim,) run and store one batch of ``job_name``.
+            trigger: Trigger = "manual", environ: Mapping[str, str] = os.environ,
+            where: str | None = None, on_request: OnRequest | None = None,
+            worker: str | None = None, stop: threading.Event | None = None,
+            spool: Spool | None = None) -> Outcome:
+    """Expand, run and record one batch of ``job_name``.
 
-    ``store`` None runs without storing. With ``scheduled_for`` the fire is
-    claimed (by ``worker``) before anything is sent; it is skipped when
-    another worker claimed it, or while a batch of the job runs anywhere.
-    ``stop`` ends the batch early (see :func:`~collector.runner.run_batch`).
-    With a ``spool``, a batch the database cannot take now (and a fire that
-    could not be claimed because the database is away, run anyway) is kept
-    there, to be stored when the database answers.
+    ``store`` None runs without storing. ``stop`` ends the batch early (see
+    :func:`~collector.runner.run_batch`). With a ``spool``, a batch the database
+    cannot take now is kept there, to be stored when the database answers.
     Raises ConfigError for an environment variable that is not set (before
-    anything runs) and StoreError when the claim itself cannot be made.
+    anything runs).
     """
     from collector.runner import run_batch
 
     prepared = prepare(batch, environ, where=where or f'job "{job_name}"')
-    worker = worker or worker_id()
-    claimed: int | None = None
-    unclaimed: DatabaseUnavailable | None = None
-    if store is not None and scheduled_for is not None:
-        try:
-            won = store.claim(job_name, batch, scheduled_for=scheduled_for,
-                                        worker=worker)
-            if won == "busy":
-                return Outcome(job_name=job_name, skipped="previous_running")
-            claimed = won
-        except DatabaseUnavailable as exc:
-            if spool is None:
-                raise
-            # The database is away: run the fire anyway and spool it. If another
-            # daemon ran it too, the first result stored wins on replay.
-            unclaimed = exc
-        else:
-            if claimed is None:
-                return Outcome(job_name=job_name, skipped="claimed_elsewhere")
-    result = prepared.scrub(run_batch(prepared.ready, shown=prepared.shown,
-                                      on_request=on_request, stop=stop))
+    progress = None if on_request is None else (
+        lambda request: on_request(prepared.show_request(request)))
+    result = prepared.show(run_batch(prepared.ready, on_request=progress, stop=stop))
     if store is None:
         return Outcome(job_name=job_name, result=result)
-    batch_key = new_batch_key()
+    pending = PendingBatch(result=result, job_name=job_name, trigger=trigger,
+                           worker=worker or worker_id(), batch_key=new_batch_key())
+    (outcome,) = record(store, [pending], spool=spool)
+    return outcome
+
+
+def record(store: Store, batches: Sequence[PendingBatch], *, spool: Spool | None,
+           away: DatabaseUnavailable | None = None) -> list[Outcome]:
+    """Record ``batches`` in one transaction; what became of each, in order.
+
+    A batch the database refuses is found by recording them one at a time (the
+    others are stored); when the database is unavailable (or ``away`` says it is
+    known to be, so nothing is tried) each batch goes to ``spool``, when given.
+    """
+    errors: dict[int, StoreError] = {}
+    ids: list[int | None] = [None] * len(batches)
+    if away is None:
+        try:
+            ids = store.record(batches)
+        except DatabaseUnavailable as exc:
+            away = exc
+        except StoreError:
+            for i, batch in enumerate(batches):
+                try:
+                    (ids[i],) = store.record([batch])
+                except StoreError as exc:
+                    errors[i] = exc
+    if away is not None:
+        errors = dict.fromkeys(range(len(batches)), away)
+    outcomes = []
+    for i, batch in enumerate(batches):
+        error = errors.get(i)
+        if error is None and ids[i] is None:
+            error = DataRejected(store.url, f"batch {batch.claimed} is no longer running"
+                                 if batch.claimed is not None
+                                 else f"batch {batch.batch_key} is stored already")
+        outcomes.append(_outcome(store, batch, ids[i], error, spool))
+    return outcomes
+
+
+def _outcome(store: Store, batch: PendingBatch, batch_id: int | None,
+             error: StoreError | None, spool: Spool | None) -> Outcome:
+    if error is None:
+        return Outcome(job_name=batch.job_name, result=batch.result, batch_id=batch_id)
+    if spool is None or not error.transient:
+        return Outcome(job_name=batch.job_name, result=batch.result, store_error=error)
     try:
-        if unclaimed is not None:
-            raise unclaimed
-        if claimed is not None:
-            if not store.complete(claimed, result):
-                raise DataRejected(store.url, f"batch {claimed} is no longer running")
-            batch_id: int | None = claimed
-        else:
-            batch_id = store.save_batch(result, job_name=job_name, trigger=trigger,
-                                        worker=worker, batch_key=batch_key)
-    except StoreError as exc:
-        spooled = None
-        if spool is not None and isinstance(exc, DatabaseUnavailable):
-            try:
-                spooled = spool.put(Spooled(
-                    batch_key=batch_key, job_name=job_name, trigger=trigger,
-                    scheduled_for=scheduled_for, claimed=claimed, worker=worker,
-                    result=result, database=store.url))
-            except OSError as spool_exc:  # a full disk, a read-only folder: the batch is lost
-                return Outcome(job_name=job_name, result=result, store_error=exc,
-                               spool_error=SpoolFull(spool.folder, spool_exc))
-        return Outcome(job_name=job_name, result=result, store_error=exc, spooled=spooled)
-    return Outcome(job_name=job_name, result=result, batch_id=batch_id)
+        spooled = spool.put(batch, database=store.url)
+    except OSError as exc:  # a full disk, a read-only folder: the batch is lost
+        return Outcome(job_name=batch.job_name, result=batch.result, store_error=error,
+                       spool_error=SpoolFull(spool.folder, exc))
+    return Outcome(job_name=batch.job_name, result=batch.result, store_error=error,
+                   spooled=spooled)

@@ -11,18 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from collector.errors import InvalidDefinition
 from collector.jobkeys import job_from_table
 from collector.quantities import format_duration
 from collector.spec import DEFAULT_RETRY_AFTER_MAX, JobSpec
-
-
-class InvalidDefinition(ValueError):
-    """A stored definition that is not a valid job; ``.name`` and ``.problem`` say which and why."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        self.name = name
-        self.problem = problem
-        super().__init__(f'stored job "{name}": {problem}')
 
 
 def job_definition(job: JobSpec) -> dict[str, Any]:

@@ -1,25 +1,36 @@
 """The exceptions collector raises on purpose.
 
 Every error a user can cause or meet derives from :class:`CollectorError`;
-anything else escaping the library is a bug. The CLI maps the tree to exit
-codes in one place (``collector.cli``)::
+anything else escaping the library is a bug. Each error carries its exit code
+(``.exit_code``) and whether trying again may work (``.transient``); the CLI
+turns any of them into one line on stderr and that code, in one place
+(``collector.cli``). Every one survives pickling (a process pool, a log
+handler in another process), attributes and message included::
 
-    CollectorError
-    ├── ConfigError            bad input: job file, option, URL, setting (exit 2)
-    │   ├── JobFileError       a mistake in a job file, with .path/.job/.key
-    │   ├── JobFilesInvalid    every mistake in a set of job files, with .errors
-    │   ├── JobExists          a job of that name is stored already, with .name/.source
-    │   ├── NoDatabase         a read-only command found no database to read
-    │   ├── ForeignDatabase    the database holds another application's tables, with .tables
-    │   ├── UnknownJob         no stored job has that name, with .name
-    │   └── UnknownBatch       no stored batch has that id, with .batch_id
-    └── StoreError             the database could not be used (exit 1)
-        ├── DatabaseUnavailable    cannot be reached, locked past its busy timeout,
-        │                          or timed out: transient, worth trying again
-        ├── DataRejected           the database refused what was written: not transient
-        ├── BatchNotStored         a batch ran (and was shown) but saving it failed
-        ├── SpoolFull              nor could the spool keep it (a full disk), with .folder
-        └── SchemaMismatch         schema older/newer than this collector
+    CollectorError                 (exit 1)
+    ├── ConfigError                bad input: job file, option, URL, setting (exit 2)
+    │   ├── JobFileError           a mistake in a job file, with .path/.job/.key
+    │   ├── JobFilesInvalid        every mistake in a set of job files, with .errors
+    │   ├── KeyProblem             one bad value under .key, before its file or option is
+    │   │   │                      known (the reader makes it a JobFileError)
+    │   │   └── LocalProblem       a right value this machine cannot use (a missing ca_file)
+    │   ├── JobExists              a job of that name is stored already, with .name/.source
+    │   └── ForeignDatabase        the database holds another application's tables, with .tables
+    ├── NotFound                   what was asked for is not there (exit 2, as a mistyped name)
+    │   ├── NoDatabase             a read-only command found no database to read
+    │   ├── UnknownJob             no stored job has that name, with .name
+    │   └── UnknownBatch           no stored batch has that id, with .batch_id
+    ├── StoreError                 the database could not be used (exit 1)
+    │   ├── DatabaseUnavailable    cannot be reached, locked past its busy timeout, or
+    │   │                          timed out: transient, worth trying again
+    │   ├── DataRejected           the database refused what was written: not transient
+    │   ├── InvalidDefinition      a stored job's definition this collector cannot read
+    │   ├── BatchNotStored         a batch ran (and was shown) but saving it failed
+    │   ├── SpoolFull              nor could the spool keep it (a full disk), with .folder
+    │   └── SchemaMismatch         schema older/newer than this collector
+    ├── RequestsFailed             ``--fail-on-error``: requests failed or got >= 400 (exit 3)
+    └── Interrupted                a signal ended the batch early; what it collected is kept
+                                   (exit 128 + the signal's number)
 
 Losing a claim to another daemon is not an error: ``Store.claim`` returns None.
 Any other database error is a bug and is not translated.
@@ -31,11 +42,28 @@ and Alembic's in ``collector.store``.
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _rebuilt(cls: type[CollectorError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> CollectorError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class CollectorError(Exception):
     """Root of every error collector raises on purpose."""
 
     exit_code = 1
+    transient = False  # whether the same thing tried again later may work
+    label: str | None = "error"  # how the CLI's line says it: "collector: error: ..."
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their context as arguments, not the message pickle would pass
+        # back; rebuild from the message and the attributes instead (as urllib3's do).
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 class ConfigError(CollectorError):
@@ -86,7 +114,29 @@ class JobExists(ConfigError):
                          "remove it first or choose another name")
 
 
-class NoDatabase(ConfigError):
+class KeyProblem(ConfigError):
+    """One bad value under ``key``; the caller adds the file and job, or the option."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+class LocalProblem(KeyProblem):
+    """A value that is right but cannot be used on this machine (a file that is not here)."""
+
+
+class NotFound(CollectorError):
+    """What a command was asked for is not there: a job, a batch, a database to read.
+
+    Exit 2, as for a mistyped option: the name given was wrong, nothing failed.
+    """
+
+    exit_code = 2
+
+
+class NoDatabase(NotFound):
     """A command that only reads found no database (or no collector schema) to read."""
 
 
@@ -102,7 +152,7 @@ class ForeignDatabase(ConfigError):
                          "database of its own with --db)")
 
 
-class UnknownJob(ConfigError):
+class UnknownJob(NotFound):
     """No stored job has this name; the message suggests close names."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -121,7 +171,7 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-class UnknownBatch(ConfigError):
+class UnknownBatch(NotFound):
     """No stored batch has this id."""
 
     def __init__(self, batch_id: int) -> None:
@@ -141,6 +191,8 @@ class DatabaseUnavailable(StoreError):
     Transient: what could not be written may be written later.
     """
 
+    transient = True
+
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
@@ -154,6 +206,15 @@ class DataRejected(StoreError):
         self.url = url
         self.reason = reason
         super().__init__(f"database {url} refused the data: {reason}")
+
+
+class InvalidDefinition(StoreError):
+    """A stored definition that is not a valid job; ``.name`` and ``.problem`` say which and why."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f'stored job "{name}": {problem}')
 
 
 class SpoolFull(StoreError):
@@ -195,3 +256,30 @@ class SchemaMismatch(StoreError):
             f"database {url} is at schema revision {current}, this collector needs {head}: "
             f"{advice}"
         )
+
+
+class RequestsFailed(CollectorError):
+    """``--fail-on-error``: ``.failed`` of ``.total`` requests got no response or a status
+    >= 400 (the batch is stored and shown all the same)."""
+
+    exit_code = 3
+    label = None
+
+    def __init__(self, failed: int, total: int) -> None:
+        self.failed = failed
+        self.total = total
+        super().__init__(f"{failed} of {total} requests failed or got a status >= 400")
+
+
+class Interrupted(CollectorError):
+    """A signal ended a batch early: the requests sent so far are kept (stored, or spooled,
+    as ``interrupted``); ``.not_stored`` says why they were not stored, when they were not."""
+
+    label = None
+
+    def __init__(self, signal_number: int, not_stored: BatchNotStored | None = None) -> None:
+        self.signal_number = signal_number
+        self.not_stored = not_stored
+        self.exit_code = 128 + signal_number
+        super().__init__(f"stopped by signal {signal_number}: the requests sent so far are "
+                         "kept, as an interrupted batch")

@@ -16,15 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.errors import ConfigError, JobFileError
-from collector.jobkeys import (
-    BATCH_KEYS,
-    NAME_RULE,
-    KeyProblem,
-    LocalProblem,
-    is_job_name,
-    job_from_table,
-)
+from collector.errors import ConfigError, JobFileError, KeyProblem, LocalProblem
+from collector.jobkeys import BATCH_KEYS, NAME_RULE, is_job_name, job_from_table
 from collector.quantities import show
 from collector.spec import BatchSpec, JobSpec
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from collector.errors import KeyProblem, LocalProblem
 from collector.quantities import parse_duration, parse_size, show
 from collector.schedule import cron_trigger, is_timezone
 from collector.settings import without_password
@@ -45,19 +46,6 @@ def reference_problem(text: str) -> str | None:
         start = text.find("${", found.end())
     return None
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-class KeyProblem(Exception):
-    """One bad value under ``key``; the caller adds the file and job, or the option."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
-
-
-class LocalProblem(KeyProblem):
-    """A value that is right but cannot be used on this machine (a file that is not here)."""
 
 
 def is_job_name(name: str) -> bool:

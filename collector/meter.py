@@ -71,7 +71,7 @@ class Meter:
         if deadline is not None and self._watchdog is not None:
             self._watchdog.done(deadline)
 
-    def touched(self) -> None:
+    def got_connection(self) -> None:
         """This thread's request has a connection now (its wait for the pool is over)."""
         if self._current.on_connection is None:
             self._current.on_connection = time.perf_counter()
@@ -145,7 +145,7 @@ class CountingHTTPConnection(HTTPConnection):
         self._carried_request = False
 
     def connect(self) -> None:
-        self._meter.touched()
+        self._meter.got_connection()
         self._meter.sent(reused=False)  # an attempt that connects is on a new connection
         self.timeout = self._meter.cap_timeout(self.timeout, "connect")
         start = time.perf_counter()
@@ -156,13 +156,13 @@ class CountingHTTPConnection(HTTPConnection):
             # after a failure means the TLS handshake (or a proxy tunnel) failed on
             # an opened TCP connection, which counts.
             if self.sock is not None:
-                self._meter.connected(_ms_since(start))
+                self._meter.connected(ms_since(start))
             raise
         self._carried_request = False
-        self._meter.connected(_ms_since(start))
+        self._meter.connected(ms_since(start))
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        self._meter.touched()
+        self._meter.got_connection()
         self._meter.sent(reused=self.sock is not None and self._carried_request)
         self._meter.on_socket(self.sock)
         super().request(*args, **kwargs)  # plain HTTP connects in here
@@ -246,5 +246,5 @@ class AttemptRetry(Retry):
         return self.get_backoff_time()
 
 
-def _ms_since(start: float) -> float:
+def ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)

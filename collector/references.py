@@ -16,13 +16,15 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from collector.errors import ConfigError
 from collector.jobkeys import REFERENCE, header_value_problem
 from collector.redaction import REDACTED, SECRETS
-from collector.results import BatchResult
-from collector.spec import BatchSpec
+from collector.results import BatchResult, RequestResult
+from collector.spec import BatchSpec, encode_query, with_query
 
 __all__ = ["REDACTED", "Prepared", "prepare", "redacted"]
 
@@ -31,28 +33,64 @@ __all__ = ["REDACTED", "Prepared", "prepare", "redacted"]
 class Prepared:
     """A batch as it is sent (``ready``) and as it is shown and stored (``shown``);
     ``values`` are the secrets filled in, registered with
-    :data:`collector.redaction.SECRETS` so that no log line shows them."""
+    :data:`collector.redaction.SECRETS` so that no log line shows them.
+
+    The runner sends ``ready`` and records what it sent; :meth:`show` and
+    :meth:`show_request` turn that record into ``shown``'s before anything else
+    (a progress callback, the store, the spool, a log line) sees it.
+    """
 
     ready: BatchSpec
     shown: BatchSpec
     values: tuple[str, ...] = ()
 
-    def scrub(self, result: BatchResult) -> BatchResult:
-        """The result with any secret value that slipped into an error message as REDACTED.
-
-        The runner builds URLs and queries from ``shown``; only messages made
-        from an exception could carry a value (as sent, or percent-encoded in a
-        URL), and this is the net for them.
-        """
-        if not self.values or not any(r.error or r.failed_attempts for r in result.requests):
+    def show(self, result: BatchResult) -> BatchResult:
+        """``result`` as it may be stored and shown: see :meth:`show_request`."""
+        if not self._rewrites and not self.values:
             return result
-        clean = SECRETS.scrub
+        return dataclasses.replace(result, url=self.shown.url, requests=tuple(
+            self.show_request(r) for r in result.requests))
 
-        requests = tuple(dataclasses.replace(
-            r, error=clean(r.error) if r.error else r.error,
-            failed_attempts=tuple(dataclasses.replace(a, error=clean(a.error))
-                                  for a in r.failed_attempts)) for r in result.requests)
-        return dataclasses.replace(result, requests=requests)
+    def show_request(self, request: RequestResult) -> RequestResult:
+        """One request as it may be stored and shown: its URL and query as written
+        (``${TOKEN}``, fields under ``redact`` as REDACTED), and any secret value that
+        slipped into an error message (as sent, or percent-encoded) as REDACTED."""
+        if self._rewrites:
+            query = encode_query(self._queries[request.position], self.shown.fields,
+                                 shown=True)
+            path = self._path if self.shown.method == "POST" else with_query(self._path, query)
+            request = dataclasses.replace(request, url=self._origin + path, query=query)
+        if self.values and (request.error or request.failed_attempts):
+            clean = SECRETS.scrub
+            request = dataclasses.replace(
+                request, error=clean(request.error) if request.error else request.error,
+                failed_attempts=tuple(dataclasses.replace(a, error=clean(a.error))
+                                      for a in request.failed_attempts))
+        return request
+
+    @cached_property
+    def _rewrites(self) -> bool:
+        """Whether what was sent differs from what is shown (a reference, a redacted field)."""
+        ready, shown = self.ready, self.shown
+        return (ready.url != shown.url or ready.fields != shown.fields
+                or ready.queries != shown.queries)
+
+    @cached_property
+    def _queries(self) -> tuple[dict[str, str], ...]:
+        return self.shown.queries or ({},)
+
+    @cached_property
+    def _origin(self) -> str:
+        from urllib3.util import parse_url
+
+        url = parse_url(self.shown.url)
+        return f"{url.scheme}://{url.host or ''}" + (f":{url.port}" if url.port is not None else "")
+
+    @cached_property
+    def _path(self) -> str:
+        """The URL's path and query string as written (``${TOKEN}``, not ``$%7BTOKEN%7D``)."""
+        parts = urlsplit(self.shown.url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,

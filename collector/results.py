@@ -6,6 +6,7 @@ Field names are the column names of the ``requests`` and ``batches`` tables
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
@@ -14,7 +15,6 @@ ErrorKind = Literal[
     "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
     "too_large", "other",
 ]
-ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 
 # running: claimed, not finished; ok / partial / failed: every, some, no request got a
 # response; interrupted: stopped mid-batch, what it collected is stored; abandoned: its
@@ -162,3 +162,27 @@ class BatchResult:
             "requests_failed": self.requests_failed,
             "requests": [r.to_dict() for r in self.requests],
         }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingBatch:
+    """A batch that ran and waits to be recorded: what ``Store.record`` writes, live or
+    from the spool, and what the spool keeps while the database is away.
+
+    With ``claimed`` (the id of the running row its claim made) it completes that
+    claim; without, it is inserted whole, once by its ``batch_key``, and a fire
+    (``scheduled_for``) once among every worker's batches.
+    """
+
+    result: BatchResult
+    job_name: str
+    trigger: Trigger
+    worker: str
+    batch_key: str
+    scheduled_for: datetime | None = None
+    claimed: int | None = None
+
+
+def new_batch_key() -> str:
+    """A batch's unique key: a replay that meets it again knows the batch is stored."""
+    return str(uuid.uuid4())

@@ -17,7 +17,6 @@ This module knows nothing about the database.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -30,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
@@ -58,9 +57,10 @@ from collector.meter import (
     CountingHTTPConnection,
     CountingHTTPSConnection,
     Meter,
+    ms_since,
 )
 from collector.results import BatchResult, ErrorKind, FailedAttempt, RequestResult
-from collector.spec import BatchSpec
+from collector.spec import BatchSpec, encode_query, with_query
 
 log = logging.getLogger(__name__)
 
@@ -81,41 +81,34 @@ class _Target:
     body_method: bool
 
 
-def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
-              on_request: OnRequest | None = None,
+def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
               stop: threading.Event | None = None) -> BatchResult:
     """Send every query of ``spec`` through one pool and return what happened.
 
-    The result's URLs and queries are ``shown``'s when given: the same batch
-    with its secrets as references (see :mod:`collector.references`), so values
-    that were sent are never in the result.
-    Requests come back in batch order whatever the concurrency. ``on_request``
+    The result records what was sent, secrets included: the collect step shows it
+    as written (:meth:`collector.references.Prepared.show`) before anything else
+    sees it. Requests come back in batch order whatever the concurrency. ``on_request``
     is called with each request's result as it finishes (from the sending
     thread), for progress. Once ``stop`` is set no new request is sent: the
     requests in flight finish, and the result holds what was collected, marked
     ``interrupted``.
     """
     queries = spec.queries or ({},)
-    shown = shown or spec
-    shown_queries = shown.queries or ({},)
     started_at = datetime.now(UTC)
+    target = _target(spec)
     problem = _local_problem(spec)
     if problem is not None:
-        requests = [_unsent(shown, position, query, problem)
-                    for position, query in enumerate(shown_queries)]
-        return _result(shown, started_at, requests, counts=(0, 0, 0))
+        requests = [_unsent(spec, target, position, query, problem)
+                    for position, query in enumerate(queries)]
+        return _result(spec, started_at, requests, counts=(0, 0, 0))
     watchdog = Watchdog() if spec.timeout.total else None
     meter = Meter(watchdog)
-    target = _target(spec)
-    display = target if shown is spec else _shown_target(shown)
-    pool = _open_pool(spec, meter, shown_url=shown.url)
+    pool = _open_pool(spec, meter, origin=target.origin)
     try:
         def send(position: int) -> RequestResult | None:
             if stop is not None and stop.is_set():
                 return None
-            result = _send(pool, meter, spec, target, position, queries[position],
-                           display=None if shown is spec else (
-                               display, shown_queries[position], shown.fields))
+            result = _send(pool, meter, spec, target, position, queries[position])
             if on_request is not None:
                 on_request(result)
             return result
@@ -132,7 +125,7 @@ def run_batch(spec: BatchSpec, *, shown: BatchSpec | None = None,
         if watchdog is not None:
             watchdog.close()
     requests = [r for r in sent if r is not None]
-    return _result(shown, started_at, requests, counts=counts,
+    return _result(spec, started_at, requests, counts=counts,
                    interrupted=len(requests) < len(queries))
 
 
@@ -158,12 +151,14 @@ def _local_problem(spec: BatchSpec) -> tuple[ErrorKind, str] | None:
     return None
 
 
-def _unsent(spec: BatchSpec, position: int, fields: dict[str, str],
+def _unsent(spec: BatchSpec, target: _Target, position: int, fields: dict[str, str],
             problem: tuple[ErrorKind, str]) -> RequestResult:
     now = datetime.now(UTC)
+    query = encode_query(fields, spec.fields)
+    path = target.path if target.body_method else with_query(target.path, query)
     return RequestResult(
-        position=position, method=spec.method, url=spec.url,
-        query=encode_query(fields, spec.fields, shown=True), started_at=now, status=None,
+        position=position, method=spec.method, url=target.origin + path,
+        query=query, started_at=now, status=None,
         content_type=None, body_length=None, content_length=None, body_sha256=None,
         elapsed_ms=0.0, connect_ms=None, ttfb_ms=None, reused=False, attempts=0,
         error_kind=problem[0], error=problem[1],
@@ -178,15 +173,7 @@ def _target(spec: BatchSpec) -> _Target:
                    body_method=spec.method in _BODY_METHODS)
 
 
-def _shown_target(shown: BatchSpec) -> _Target:
-    """Like :func:`_target`, keeping the path as written (``${TOKEN}``, not ``$%7BTOKEN%7D``)."""
-    target = _target(shown)
-    parts = urlsplit(shown.url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return dataclasses.replace(target, path=path)
-
-
-def _open_pool(spec: BatchSpec, meter: Meter, *, shown_url: str) -> HTTPConnectionPool:
+def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str) -> HTTPConnectionPool:
     url = parse_url(spec.url)
     assert url.host is not None, "job files and options check that a URL has a host"
     timeout = Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
@@ -198,7 +185,7 @@ def _open_pool(spec: BatchSpec, meter: Meter, *, shown_url: str) -> HTTPConnecti
         if not spec.verify:
             # The job said so; collector warns once per batch, urllib3 need not per request.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-            log.warning("%s: TLS certificates are not verified (verify = false)", shown_url)
+            log.warning("%s: TLS certificates are not verified (verify = false)", origin)
             tls.update(cert_reqs="CERT_NONE", assert_hostname=False)
         pool = HTTPSConnectionPool(url.host, url.port, maxsize=spec.pool_size, block=True,
                                    timeout=timeout, meter=meter, **tls)
@@ -225,37 +212,15 @@ def _retry(spec: BatchSpec, attempts: AttemptLog, deadline: Deadline | None) -> 
     return retry
 
 
-def encode_query(query: dict[str, str], common: dict[str, str], *, shown: bool = False) -> str:
-    """The query's own fields, then the common ones it does not set, form-encoded.
-
-    ``shown`` keeps ``${...}`` references readable, as they are stored.
-    """
-    merged = {**query, **{k: v for k, v in common.items() if k not in query}}
-    return urlencode(merged, safe="${}:" if shown else "")
-
-
-def _with_query(path: str, query: str) -> str:
-    return path + ("&" if "?" in path else "?") + query if query else path
-
-
 def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Target,
-          position: int, fields: dict[str, str],
-          display: tuple[_Target, dict[str, str], dict[str, str]] | None) -> RequestResult:
+          position: int, fields: dict[str, str]) -> RequestResult:
     query = encode_query(fields, spec.fields)
     path, headers, body = target.path, target.headers, None
     if target.body_method:
         body = query.encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
     else:
-        path = _with_query(path, query)
-    # What is stored and shown: the same request with its secrets as references.
-    shown_url, shown_query = target.origin + path, query
-    if display is not None:
-        shown_target, shown_fields, shown_common = display
-        shown_query = encode_query(shown_fields, shown_common, shown=True)
-        shown_path = (shown_target.path if target.body_method
-                      else _with_query(shown_target.path, shown_query))
-        shown_url = shown_target.origin + shown_path
+        path = with_query(path, query)
 
     attempts = AttemptLog(classify)
     deadline = Deadline(spec.timeout.total) if spec.timeout.total else None
@@ -284,7 +249,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
             # Cut halfway through its headers: http.client took what it had for a response.
             error = _total_timeout(deadline)
         else:
-            ttfb_ms = _ms_since(sent)
+            ttfb_ms = ms_since(sent)
             status = response.status
             content_type = response.headers.get("Content-Type")
             content_length = _int_header(response.headers.get("Content-Length"))
@@ -306,10 +271,10 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
     reused, connect_ms = meter.request_counts()
     touched = meter.on_connection_at()
     return RequestResult(
-        position=position, method=spec.method, url=shown_url, query=shown_query,
+        position=position, method=spec.method, url=target.origin + path, query=query,
         started_at=started_at, status=status, content_type=content_type,
         body_length=body_length, content_length=content_length, body_sha256=sha256,
-        elapsed_ms=_ms_since(sent), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
+        elapsed_ms=ms_since(sent), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
         attempts=max(tries, 1), error_kind=error[0] if error else None,
         error=error[1] if error else None, failed_attempts=failed,
         queued_ms=None if touched is None else round((touched - start) * 1000, 3),
@@ -480,6 +445,3 @@ def _int_header(value: str | None) -> int | None:
     except ValueError:
         return None
 
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)

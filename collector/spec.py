@@ -10,6 +10,7 @@ written here; the collect step fills it in just before a batch runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 METHODS = ("GET", "HEAD", "POST")
 DEFAULT_TIMEOUT = 10.0
@@ -72,3 +73,15 @@ class JobSpec:
     jitter: float | None = None
     enabled: bool = True
     source: str = "cli"
+
+
+def encode_query(query: dict[str, str], common: dict[str, str], *, shown: bool = False) -> str:
+    """A request's fields as sent: the query's own, then the common ones it does not set,
+    form-encoded. ``shown`` keeps ``${...}`` references readable, as they are stored."""
+    merged = {**query, **{k: v for k, v in common.items() if k not in query}}
+    return urlencode(merged, safe="${}:" if shown else "")
+
+
+def with_query(path: str, query: str) -> str:
+    """``path`` with ``query`` appended (after its own query string, if it has one)."""
+    return path + ("&" if "?" in path else "?") + query if query else path

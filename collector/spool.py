@@ -20,7 +20,6 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
@@ -29,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.errors import DatabaseUnavailable, StoreError
-from collector.results import BatchResult, FailedAttempt, RequestResult, Trigger
+from collector.results import BatchResult, FailedAttempt, PendingBatch, RequestResult
+from collector.results import new_batch_key as new_batch_key
 
 if TYPE_CHECKING:
-    from collector.store import Finished, Store
+    from collector.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +42,13 @@ CHUNK_BATCHES = 200  # spooled batches stored in one transaction
 CHUNK_REQUESTS = 20_000  # or fewer batches, when theirs hold this many requests
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Spooled:
-    """A batch waiting for the database: what ``Store`` needs to write it."""
+    """A spooled file read back: the batch, and the database it waits for (its URL as
+    shown, no password; None: format 1, any database)."""
 
-    batch_key: str
-    job_name: str
-    trigger: Trigger
-    scheduled_for: datetime | None
-    claimed: int | None  # the id of the running row it claimed, if it did
-    worker: str
-    result: BatchResult
-    database: str | None = None  # its URL as shown (no password); None: format 1
+    batch: PendingBatch
+    database: str | None
 
 
 @dataclass(frozen=True)
@@ -64,10 +59,6 @@ class Replayed:
     duplicates: int = 0
     rejected: int = 0
     left: int = 0
-
-
-def new_batch_key() -> str:
-    return str(uuid.uuid4())
 
 
 def default_spool() -> Spool:
@@ -84,11 +75,13 @@ class Spool:
         self.folder = folder
         self._destinations: dict[str, str | None] = {}  # file name: its database
 
-    def put(self, entry: Spooled) -> Path:
-        """Write ``entry`` whole (temporary file, fsync, rename, fsync the folder); its path."""
+    def put(self, batch: PendingBatch, *, database: str | None) -> Path:
+        """Write ``batch``, to be recorded in ``database`` (its URL as shown; None: any
+        database, as format 1's), whole: temporary file, fsync, rename, fsync the
+        folder. Its path."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():020d}-{entry.batch_key}.json"
-        data = json.dumps(_encode(entry)).encode()
+        name = f"{time.time_ns():020d}-{batch.batch_key}.json"
+        data = json.dumps(_encode(batch, database)).encode()
         fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -152,7 +145,7 @@ class Spool:
                 continue  # another database's: never stored here
             tried += 1
             chunk.append((path, entry))
-            requests += len(entry.result.requests)
+            requests += len(entry.batch.result.requests)
             if len(chunk) >= CHUNK_BATCHES or requests >= CHUNK_REQUESTS:
                 done, away = self._store(store, chunk, done)
                 chunk, requests = [], 0
@@ -165,7 +158,7 @@ class Spool:
         """Store ``chunk`` in one transaction (else one by one); what was done, and
         whether the database went away meanwhile."""
         try:
-            written = store.store_finished([_finished(entry) for _, entry in chunk])
+            written = store.record([entry.batch for _, entry in chunk])
         except DatabaseUnavailable:
             return done, True
         except StoreError:
@@ -178,7 +171,7 @@ class Spool:
                     done: Replayed) -> tuple[Replayed, bool]:
         for path, entry in chunk:
             try:
-                (stored,) = store.store_finished([_finished(entry)])
+                (stored,) = store.record([entry.batch])
             except DatabaseUnavailable:
                 return done, True
             except StoreError as exc:
@@ -188,13 +181,14 @@ class Spool:
             done = self._stored(path, entry, stored, done)
         return done, False
 
-    def _stored(self, path: Path, entry: Spooled, stored: bool, done: Replayed) -> Replayed:
+    def _stored(self, path: Path, entry: Spooled, stored: int | None,
+                done: Replayed) -> Replayed:
         path.unlink(missing_ok=True)
         self._destinations.pop(path.name, None)
-        if stored:
+        if stored is not None:
             return replace(done, stored=done.stored + 1)
         log.debug("spooled batch %s of %s was stored already (or its fire ran elsewhere): "
-                  "dropped", entry.batch_key, entry.job_name)
+                  "dropped", entry.batch.batch_key, entry.batch.job_name)
         return replace(done, duplicates=done.duplicates + 1)
 
     def _waiting_for(self, store: Store, legacy: bool) -> int:
@@ -225,14 +219,6 @@ def _belongs(database: str | None, store: Store, legacy: bool) -> bool:
     return database == store.url or (legacy and database is None)
 
 
-def _finished(entry: Spooled) -> Finished:
-    from collector.store import Finished
-
-    return Finished(result=entry.result, job_name=entry.job_name, trigger=entry.trigger,
-                    scheduled_for=entry.scheduled_for, worker=entry.worker,
-                    batch_key=entry.batch_key, claimed=entry.claimed)
-
-
 def _fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -243,13 +229,13 @@ def _fsync_folder(folder: Path) -> None:
 
 # -- the format: JSON with times as ISO 8601 -------------------------------------------------
 
-def _encode(entry: Spooled) -> dict[str, Any]:
-    result = entry.result
+def _encode(batch: PendingBatch, database: str | None) -> dict[str, Any]:
+    result = batch.result
     return {
-        "format": FORMAT, "database": entry.database,
-        "batch_key": entry.batch_key, "job_name": entry.job_name,
-        "trigger": entry.trigger, "claimed": entry.claimed, "worker": entry.worker,
-        "scheduled_for": _time(entry.scheduled_for),
+        "format": FORMAT, "database": database,
+        "batch_key": batch.batch_key, "job_name": batch.job_name,
+        "trigger": batch.trigger, "claimed": batch.claimed, "worker": batch.worker,
+        "scheduled_for": _time(batch.scheduled_for),
         "result": {
             **{f.name: _plain(getattr(result, f.name)) for f in fields(BatchResult)
                if f.name != "requests"},
@@ -286,8 +272,9 @@ def _decode(document: dict[str, Any]) -> Spooled:
         "requests": requests,
     })
     scheduled = document["scheduled_for"]
-    return Spooled(batch_key=document["batch_key"], job_name=document["job_name"],
-                   trigger=document["trigger"], claimed=document["claimed"],
-                   worker=document["worker"], result=result,
-                   database=document.get("database"),
-                   scheduled_for=None if scheduled is None else datetime.fromisoformat(scheduled))
+    batch = PendingBatch(
+        batch_key=document["batch_key"], job_name=document["job_name"],
+        trigger=document["trigger"], claimed=document["claimed"], worker=document["worker"],
+        result=result,
+        scheduled_for=None if scheduled is None else datetime.fromisoformat(scheduled))
+    return Spooled(batch, document.get("database"))

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from collector.errors import DatabaseUnavailable, DataRejected
 from collector.models import batches, requests
-from collector.results import BatchResult
+from collector.results import BatchResult, PendingBatch, new_batch_key
 from collector.runner import run_batch
 from collector.spec import BatchSpec
 from collector.store import Store, open_store
@@ -37,6 +37,14 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
 
 
+
+def complete(store: Store, batch_id: int, result: BatchResult) -> int | None:
+    """Record ``result`` as the claimed batch ``batch_id``, as the daemon's writer does."""
+    (recorded,) = store.record([PendingBatch(result=result, job_name="search",
+                                             trigger="schedule", worker="host-a:1",
+                                             batch_key=new_batch_key(), claimed=batch_id)])
+    return recorded
+
 def test_a_claim_is_a_running_batch_completed_later(store: Store, spec: BatchSpec) -> None:
     batch_id = store.claim("search", spec, scheduled_for=FIRE, worker="host-a:1")
     assert isinstance(batch_id, int)
@@ -47,7 +55,7 @@ def test_a_claim_is_a_running_batch_completed_later(store: Store, spec: BatchSpe
     assert store.info().row_counts["requests"] == 0
 
     result = run_batch(spec)
-    store.complete(batch_id, result)
+    assert complete(store, batch_id, result) == batch_id
     done = store.load_batch(batch_id)
     assert done.status == "ok" and done.result is not None
     assert done.result.num_connections == 1 and done.result.tcp_connections == 1
@@ -103,7 +111,8 @@ def test_a_lost_claim_is_told_apart_from_an_outage(db_url: str, store: Store,
 def test_saving_during_an_outage_is_unavailable_and_leaves_nothing(
         db_url: str, store: Store, spec: BatchSpec) -> None:
     result = run_batch(spec)
-    with database_outage(db_url), pytest.raises(DatabaseUnavailable) as caught:
+    with database_outage(db_url), \
+            pytest.raises(DatabaseUnavailable, match="database ") as caught:
         store.save_batch(result, job_name="search")
     assert "\n" not in str(caught.value)
     assert store.info().row_counts["batches"] == 0
@@ -136,7 +145,7 @@ def test_completing_a_batch_that_is_gone_is_refused(store: Store, spec: BatchSpe
     assert batch_id is not None
     with store.engine.begin() as conn:
         conn.execute(batches.delete())
-    assert store.complete(batch_id, run_batch(spec)) is False
+    assert complete(store, batch_id, run_batch(spec)) is None
     assert store.info().row_counts["requests"] == 0
 
 
@@ -219,7 +228,7 @@ def test_a_completed_claim_holds_what_a_saved_batch_does(store: Store, spec: Bat
     # one in one: every column they both write must come out the same.
     result = run_batch(spec)
     claimed = store.claim("j", spec, scheduled_for=FIRE, exclusive=False)
-    assert claimed is not None and store.complete_batches([(claimed, result)]) == {claimed: True}
+    assert claimed is not None and complete(store, claimed, result) == claimed
     saved = store.save_batch(result, job_name="j")
     with store.connect() as conn:
         rows = {row.id: row._asdict() for row in conn.execute(select(batches))}

@@ -491,3 +491,30 @@ def test_a_read_only_database_can_be_read(tmp_path: Path, server: LocalServer) -
     uri = f"sqlite:///file:{path}?mode=ro&uri=true"
     code, out, err = invoke("batches", "--db", uri, "--format", "json")
     assert (code, err) == (0, "") and len(json.loads(out)) == 1
+
+
+def test_run_once_and_jobs_add_take_the_same_batch_options(sqlite_url: str,
+                                                           server: LocalServer) -> None:
+    from typer.main import get_command
+
+    from collector.cli import app
+    from collector.cli.options import BatchOptions
+
+    group = get_command(app)
+    commands = {"run-once": group.commands["run-once"],  # type: ignore[attr-defined]
+                "jobs add": group.commands["jobs"].commands["add"]}  # type: ignore[attr-defined]
+    wanted = {name.replace("_", "-") for name in BatchOptions.__dataclass_fields__}
+    declared = {name: {(o.lstrip("-"), p.help) for p in c.params for o in p.opts
+                       if o.startswith("--") and o.lstrip("-") in wanted}
+                for name, c in commands.items()}
+    assert {o for o, _ in declared["run-once"]} == wanted
+    assert declared["run-once"] == declared["jobs add"]
+    options = ["--url", server.url("/search"), "-q", "q=a", "--field", "v=1", "--method",
+               "GET", "--pool-size", "2", "--concurrency", "2", "--timeout", "5s",
+               "--total-timeout", "9s", "--retries", "1", "-H", "X-A: b", "--max-body", "1KiB"]
+    assert invoke("jobs", "add", "j", "--every", "1m", *options, "--db", sqlite_url)[0] == 0
+    code, out, err = invoke("run-once", "j", "--json", "--db", sqlite_url)
+    assert code == 0, err
+    ran = json.loads(out)
+    assert (ran["pool_size"], ran["concurrency"]) == (2, 2)
+    assert [r["query"] for r in ran["requests"]] == ["q=a&v=1"]

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from collector.models import batches, requests
+from collector.results import PendingBatch
 from collector.runner import run_batch
 from collector.spec import BatchSpec
-from collector.spool import Spool, Spooled, new_batch_key
+from collector.spool import Spool, new_batch_key
 from collector.store import open_store
 from tests.daemons import COLLECTOR, wait_until
 from tests.server import LocalServer
@@ -74,8 +75,8 @@ def test_kill_9_during_spool_replay_stores_each_batch_once(sqlite_url: str, tmp_
     spool = Spool(tmp_path / "spool")
     result = run_batch(BatchSpec(url=server.url("/search"), queries=({"q": "a"}, {"q": "b"})))
     for _ in range(60):
-        spool.put(Spooled(batch_key=new_batch_key(), job_name="j", trigger="manual",
-                          scheduled_for=None, claimed=None, worker="h:1", result=result))
+        spool.put(PendingBatch(batch_key=new_batch_key(), job_name="j", trigger="manual",
+                               worker="h:1", result=result), database=None)
     open_store(sqlite_url).close()
     env = {"COLLECTOR_SPOOL_DIR": str(spool.folder), "PATH": "/usr/bin:/bin"}
     rng = random.Random(7)

@@ -46,7 +46,7 @@ def test_a_save_on_a_frozen_database_ends_unavailable(proxy: tuple[Proxy, str],
         assert store.save_batch(result, job_name="before") is not None
         running.freeze()
         started = time.monotonic()
-        with pytest.raises(DatabaseUnavailable, match=r"no answer within 2s \(save\)"):
+        with pytest.raises(DatabaseUnavailable, match=r"no answer within 2s \(record\)"):
             store.save_batch(result, job_name="frozen")
         assert time.monotonic() - started < 4
         running.thaw()

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from collector.collect import collect
 from collector.models import batches
+from collector.results import PendingBatch
 from collector.runner import run_batch
 from collector.spec import BatchSpec
 from collector.spool import CHUNK_BATCHES, Replayed, Spool, Spooled, new_batch_key
@@ -28,20 +29,25 @@ from tests.server import LocalServer
 FIRE = datetime(2026, 11, 27, 12, 5, tzinfo=UTC)
 
 
-def entry(server: LocalServer, **changes: object) -> Spooled:
+def entry(server: LocalServer, *, database: str | None = None, **changes: object) -> Spooled:
+    """A spooled batch; ``database`` None: for any database (as format 1's were)."""
     result = run_batch(BatchSpec(url=server.url("/flaky/x"), retries=1,
                                  queries=({"q": "a"}, {"q": "b"})))
     fields = {"batch_key": new_batch_key(), "job_name": "j", "trigger": "manual",
               "scheduled_for": None, "claimed": None, "worker": "h:1", "result": result,
               **changes}
-    return Spooled(**fields)  # type: ignore[arg-type]
+    return Spooled(PendingBatch(**fields), database)  # type: ignore[arg-type]
+
+
+def put(spool: Spool, spooled: Spooled) -> Path:
+    return spool.put(spooled.batch, database=spooled.database)
 
 
 def test_a_spooled_batch_reads_back_whole(tmp_path: Path, server: LocalServer) -> None:
     spool = Spool(tmp_path / "spool")
     original = entry(server, scheduled_for=FIRE, trigger="schedule")
-    assert original.result.requests[0].failed_attempts  # the flaky first attempt
-    path = spool.put(original)
+    assert original.batch.result.requests[0].failed_attempts  # the flaky first attempt
+    path = put(spool, original)
     assert spool.paths() == [path] and spool.depth() == 1
     assert [p.name for p in spool.folder.iterdir()] == [path.name]  # no temporary left
     assert spool.read(path) == original
@@ -51,7 +57,7 @@ def test_a_spooled_batch_reads_back_whole(tmp_path: Path, server: LocalServer) -
 def test_a_spool_file_of_format_1_still_replays(db_url: str, tmp_path: Path,
                                                 server: LocalServer) -> None:
     spool = Spool(tmp_path / "spool")
-    path = spool.put(entry(server))
+    path = put(spool, entry(server))
     document = json.loads(path.read_text())
     del document["database"]
     path.write_text(json.dumps({**document, "format": 1}))
@@ -66,7 +72,7 @@ def test_a_spooled_batch_lands_only_in_its_own_database(tmp_path: Path, db_url: 
     spool = Spool(tmp_path / "spool")
     elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
     with open_store(db_url) as mine, open_store(elsewhere) as other:
-        spool.put(entry(server, database=mine.url))
+        put(spool, entry(server, database=mine.url))
         assert spool.replay(other) == Replayed(0, 0, 0, 0)  # not the other's to store
         assert other.info().row_counts["batches"] == 0
         assert spool.destinations() == {mine.url: 1}
@@ -81,7 +87,7 @@ def test_spool_flush_stores_each_batch_in_its_own_database(
     first, second = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
     for url in (first, second):
         open_store(url).close()
-        spool.put(entry(server, database=url))
+        put(spool, entry(server, database=url))
     code, out, err = invoke("spool", "flush", "--db", first)  # only a.db's
     assert (code, err) == (0, "")
     assert out.splitlines() == [f"{first}: stored 1, already stored 0, rejected 0, left 0",
@@ -122,8 +128,8 @@ def test_a_spool_that_cannot_write_loses_the_batch_in_one_line(
 def test_replay_stores_each_batch_once(db_url: str, tmp_path: Path, server: LocalServer) -> None:
     spool = Spool(tmp_path / "spool")
     first = entry(server)
-    spool.put(first)
-    spool.put(first)  # the same batch twice, as after a crash between store and delete
+    put(spool, first)
+    put(spool, first)  # the same batch twice, as after a crash between store and delete
     with open_store(db_url) as store:
         done = spool.replay(store)
         assert (done.stored, done.duplicates, done.rejected, done.left) == (1, 1, 0, 0)
@@ -143,8 +149,8 @@ def test_replay_stores_many_batches_a_transaction(db_url: str, tmp_path: Path,
         many.append(entry(server, claimed=claimed, trigger="schedule",
                           scheduled_for=FIRE - timedelta(seconds=1)))
         for spooled in many:
-            spool.put(spooled)
-        spool.put(many[7])  # one twice
+            put(spool, spooled)
+        put(spool, many[7])  # one twice
         commits = []
         event.listen(store.engine, "commit", lambda conn: commits.append(1))
         done = spool.replay(store)
@@ -160,7 +166,7 @@ def test_a_batch_the_database_refuses_is_set_aside_and_the_rest_stored(
         db_url: str, tmp_path: Path, server: LocalServer) -> None:
     spool = Spool(tmp_path / "spool")
     for i in range(5):
-        spool.put(entry(server, trigger="bogus" if i == 2 else "manual"))
+        put(spool, entry(server, trigger="bogus" if i == 2 else "manual"))
     with open_store(db_url) as store:
         assert spool.replay(store) == Replayed(stored=4, duplicates=0, rejected=1, left=0)
         assert store.info().row_counts["batches"] == 4
@@ -173,7 +179,7 @@ def test_replay_completes_a_claimed_batch(db_url: str, tmp_path: Path,
     with open_store(db_url) as store:
         claimed = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE,
                               exclusive=False)
-        spool.put(entry(server, claimed=claimed, scheduled_for=FIRE, trigger="schedule"))
+        put(spool, entry(server, claimed=claimed, scheduled_for=FIRE, trigger="schedule"))
         assert spool.replay(store).stored == 1
         assert claimed is not None and store.load_batch(claimed).status == "ok"
 
@@ -186,7 +192,7 @@ def test_a_claim_that_went_through_late_is_completed_by_the_replay(
     with open_store(db_url) as store:
         late = store.claim("j", BatchSpec(url=server.url("/search")), scheduled_for=FIRE,
                            worker="h:1", exclusive=False)
-        spool.put(entry(server, scheduled_for=FIRE, trigger="schedule", worker="h:1"))
+        put(spool, entry(server, scheduled_for=FIRE, trigger="schedule", worker="h:1"))
         assert spool.replay(store).stored == 1
         assert late is not None and store.load_batch(late).status == "ok"
         assert store.info().row_counts["batches"] == 1

@@ -167,7 +167,8 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
     with pytest.raises(SchemaMismatch, match="newer collector"):
         open_store(db_url)
-    with open_store(db_url, ensure_schema=False) as store, pytest.raises(SchemaMismatch):
+    with open_store(db_url, ensure_schema=False) as store, \
+            pytest.raises(SchemaMismatch, match="newer collector"):
         store.upgrade()
 
 

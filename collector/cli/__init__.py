@@ -1,10 +1,13 @@
 """The ``collector`` command: thin typer commands over the library.
 
-Exit codes are mapped here, in one place: 0 done; 1 could not run or store
-(:class:`~collector.errors.StoreError` and other :class:`CollectorError`);
-2 usage or configuration error (click's usage errors and
-:class:`~collector.errors.ConfigError`); 3 ``run-once --fail-on-error`` saw a
-failed request or a status >= 400.
+Exit codes are mapped here, in one place, from the error tree
+(:mod:`collector.errors`, each error's ``exit_code``): 0 done; 1 could not run
+or store (:class:`~collector.errors.StoreError`); 2 usage or configuration
+error, or a name that is not there (click's usage errors,
+:class:`~collector.errors.ConfigError`, :class:`~collector.errors.NotFound`);
+3 ``run-once --fail-on-error`` saw a failed request or a status >= 400
+(:class:`~collector.errors.RequestsFailed`); 128 + N a signal N stopped the
+batch, whose requests are kept (:class:`~collector.errors.Interrupted`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from collector import __version__
-from collector.errors import CollectorError
+from collector.errors import CollectorError, Interrupted
 
 
 class _Group(TyperGroup):
@@ -28,8 +31,15 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except CollectorError as exc:
-            typer.echo(f"collector: error: {exc}", err=True)
+            if isinstance(exc, Interrupted) and exc.not_stored is not None:
+                _say(exc.not_stored)
+            _say(exc)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _say(exc: CollectorError) -> None:
+    label = f"{exc.label}: " if exc.label else ""
+    typer.echo(f"collector: {label}{exc}", err=True)
 
 
 app = typer.Typer(

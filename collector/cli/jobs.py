@@ -8,22 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from collector.cli.options import (
-    CaFileOption,
-    ConcurrencyOption,
+    BatchOptions,
     DbOption,
-    FieldOption,
     Format,
     FormatOption,
-    HeaderOption,
-    MaxBodyOption,
-    MethodOption,
-    PoolSizeOption,
-    QueryOption,
-    RetriesOption,
-    TimeoutOption,
-    TotalTimeoutOption,
-    UrlOption,
-    batch_values,
+    batch_options,
     open_db,
 )
 from collector.cli.render import records
@@ -150,10 +139,10 @@ def show(name: _Name, db: DbOption = None) -> None:
 
 
 @app.command()
+@batch_options
 def add(
     name: _Name,
-    url: UrlOption = None,
-    query: QueryOption = None,
+    batch: BatchOptions,
     every: Annotated[str | None, typer.Option(
         metavar="DURATION", help="Run every 30s, 5m, 1h ...")] = None,
     cron: Annotated[str | None, typer.Option(
@@ -163,16 +152,6 @@ def add(
         metavar="ZONE", help="The time zone of a cron schedule.")] = "UTC",
     jitter: Annotated[str | None, typer.Option(
         metavar="DURATION", help="Spread the job's runs by up to this much.")] = None,
-    field: FieldOption = None,
-    method: MethodOption = None,
-    pool_size: PoolSizeOption = None,
-    concurrency: ConcurrencyOption = None,
-    timeout: TimeoutOption = None,
-    total_timeout: TotalTimeoutOption = None,
-    retries: RetriesOption = None,
-    header: HeaderOption = None,
-    ca_file: CaFileOption = None,
-    max_body: MaxBodyOption = None,
     disabled: Annotated[bool, typer.Option(
         "--disabled", help="Store the job without scheduling it.")] = False,
     db: DbOption = None,
@@ -180,16 +159,13 @@ def add(
     """Add a job without a job file (its source is "cli")."""
     from collector.jobfile import job_from_options
 
-    if url is None:
+    if batch.url is None:
         raise ConfigError("--url is required")
     if (every is None) == (cron is None):
         raise ConfigError("give the schedule with --every or --cron (one of them)")
-    values = batch_values(url=url, query=query, field=field, method=method,
-                          pool_size=pool_size, concurrency=concurrency, timeout=timeout,
-                          total_timeout=total_timeout, retries=retries, header=header,
-                          ca_file=ca_file, max_body=max_body)
-    job = job_from_options(name, {**values, "every": every, "cron": cron, "timezone": timezone,
-                                  "jitter": jitter, "enabled": not disabled})
+    job = job_from_options(name, {**batch.values(), "every": every, "cron": cron,
+                                  "timezone": timezone, "jitter": jitter,
+                                  "enabled": not disabled})
     with open_db(db) as store:
         store.add_job(job)
     typer.echo(f"added {job.name}")

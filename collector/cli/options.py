@@ -8,9 +8,12 @@ messages are the same, naming the option.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import typer
@@ -119,30 +122,83 @@ def parse_headers(lines: list[str]) -> dict[str, str]:
     return headers
 
 
-def batch_values(*, url: str | None, query: list[str] | None, field: list[str] | None,
-                 method: str | None, pool_size: int | None, concurrency: int | None,
-                 timeout: str | None, total_timeout: str | None, retries: int | None,
-                 header: list[str] | None, ca_file: str | None,
-                 max_body: str | None) -> dict[str, Any]:
-    """The batch options as job-file keys; a key is None when its option was not given."""
-    fields: dict[str, str] | None = None
-    if field:
-        fields = {}
-        for item in field:
-            fields.update(parse_fields(item, "--field"))
-    timeouts: object = timeout
-    if total_timeout is not None:
-        timeouts = {"total": total_timeout}
-        if timeout is not None:
-            timeouts = {"connect": timeout, "read": timeout, "total": total_timeout}
-    return {
-        "url": url,
-        "queries": [parse_fields(q, "--query") for q in query] if query else None,
-        "fields": fields, "method": method, "pool_size": pool_size,
-        "concurrency": concurrency, "timeout": timeouts, "retries": retries,
-        "headers": parse_headers(header) if header else None, "ca_file": ca_file,
-        "max_body": max_body,
-    }
+@dataclass(frozen=True, kw_only=True)
+class BatchOptions:
+    """The batch's options as given (None: not given, so a job file's default applies);
+    declared once, for every command that takes them (:func:`batch_options`)."""
+
+    url: str | None = None
+    query: list[str] | None = None
+    field: list[str] | None = None
+    method: str | None = None
+    pool_size: int | None = None
+    concurrency: int | None = None
+    timeout: str | None = None
+    total_timeout: str | None = None
+    retries: int | None = None
+    header: list[str] | None = None
+    ca_file: str | None = None
+    max_body: str | None = None
+
+    def given(self) -> list[str]:
+        """The options given, as they are written: ``--pool-size``."""
+        return ["--" + f.name.replace("_", "-") for f in fields(self)
+                if getattr(self, f.name) is not None]
+
+    def values(self) -> dict[str, Any]:
+        """The options as job-file keys; a key is None when its option was not given."""
+        common: dict[str, str] | None = None
+        if self.field:
+            common = {}
+            for item in self.field:
+                common.update(parse_fields(item, "--field"))
+        timeouts: object = self.timeout
+        if self.total_timeout is not None:
+            timeouts = {"total": self.total_timeout}
+            if self.timeout is not None:
+                timeouts = {"connect": self.timeout, "read": self.timeout,
+                            "total": self.total_timeout}
+        return {
+            "url": self.url,
+            "queries": [parse_fields(q, "--query") for q in self.query] if self.query else None,
+            "fields": common, "method": self.method, "pool_size": self.pool_size,
+            "concurrency": self.concurrency, "timeout": timeouts, "retries": self.retries,
+            "headers": parse_headers(self.header) if self.header else None,
+            "ca_file": self.ca_file, "max_body": self.max_body,
+        }
+
+
+_BATCH_OPTIONS = {
+    "url": UrlOption, "query": QueryOption, "field": FieldOption, "method": MethodOption,
+    "pool_size": PoolSizeOption, "concurrency": ConcurrencyOption, "timeout": TimeoutOption,
+    "total_timeout": TotalTimeoutOption, "retries": RetriesOption, "header": HeaderOption,
+    "ca_file": CaFileOption, "max_body": MaxBodyOption,
+}
+
+_Command = TypeVar("_Command", bound=Callable[..., None])
+
+
+def batch_options(command: _Command) -> _Command:
+    """Give ``command`` the batch's options, in place of its ``batch: BatchOptions``
+    parameter (as sqlite-utils' ``insert_upsert_options`` does for its commands)."""
+    signature = inspect.signature(command, eval_str=True)
+    keyword = inspect.Parameter.KEYWORD_ONLY  # click passes every value by name
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        if parameter.name != "batch":
+            parameters.append(parameter.replace(kind=keyword))
+            continue
+        parameters += [inspect.Parameter(name, keyword, default=None, annotation=annotation)
+                       for name, annotation in _BATCH_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def with_batch(**given: Any) -> None:
+        batch = BatchOptions(**{name: given.pop(name) for name in _BATCH_OPTIONS})
+        command(batch=batch, **given)
+
+    with_batch.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_batch.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_batch  # type: ignore[return-value]
 
 
 def open_db(db: str | None, *, ensure_schema: bool = True, create: bool = True) -> Store:

@@ -17,24 +17,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collector.cli.options import (
-    CaFileOption,
-    ConcurrencyOption,
-    DbOption,
-    FieldOption,
-    HeaderOption,
-    MaxBodyOption,
-    MethodOption,
-    PoolSizeOption,
-    QueryOption,
-    RetriesOption,
-    TimeoutOption,
-    TotalTimeoutOption,
-    UrlOption,
-    batch_values,
-    open_db,
+from collector.cli.options import BatchOptions, DbOption, batch_options, open_db
+from collector.errors import (
+    BatchNotStored,
+    ConfigError,
+    Interrupted,
+    NoDatabase,
+    RequestsFailed,
+    UnknownJob,
 )
-from collector.errors import BatchNotStored, ConfigError, NoDatabase, UnknownJob
 from collector.quantities import show
 
 if TYPE_CHECKING:
@@ -43,7 +34,6 @@ if TYPE_CHECKING:
     from collector.spec import BatchSpec
     from collector.store import Store
 
-EXIT_REQUEST_FAILED = 3
 PROGRESS_AFTER = 0.5  # seconds: a batch quicker than this shows no progress bar
 
 JsonOption = Annotated[bool, typer.Option(
@@ -61,21 +51,12 @@ _FailOnError = Annotated[bool, typer.Option(
     "--fail-on-error", help="Exit 3 when a request got no response or a status >= 400.")]
 
 
+@batch_options
 def run_once(
     target: _Target = None,
     job: _Job = None,
-    url: UrlOption = None,
-    query: QueryOption = None,
-    field: FieldOption = None,
-    method: MethodOption = None,
-    pool_size: PoolSizeOption = None,
-    concurrency: ConcurrencyOption = None,
-    timeout: TimeoutOption = None,
-    total_timeout: TotalTimeoutOption = None,
-    retries: RetriesOption = None,
-    header: HeaderOption = None,
-    ca_file: CaFileOption = None,
-    max_body: MaxBodyOption = None,
+    *,
+    batch: BatchOptions,
     name: _Name = "run-once",
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -93,25 +74,18 @@ def run_once(
       collector run-once --url http://127.0.0.1:8080/search \\
           -q q=python -q q=php --field v=1.0 --timeout 5s
     """
-    options = batch_values(url=url, query=query, field=field, method=method,
-                           pool_size=pool_size, concurrency=concurrency, timeout=timeout,
-                           total_timeout=total_timeout, retries=retries, header=header,
-                           ca_file=ca_file, max_body=max_body)
-    given = {key: value for key, value in options.items() if value is not None}
-    render = _Show(as_json=as_json, fail_on_error=fail_on_error)
+    render = _OutcomePrinter(as_json=as_json, fail_on_error=fail_on_error)
     if target is None:
         if job is not None:
             raise ConfigError("--job needs a job file")
-        if url is None:
+        if batch.url is None:
             raise ConfigError("give a job file, a job's name or --url "
                               "(see collector run-once --help)")
+        given = {key: value for key, value in batch.values().items() if value is not None}
         _run_options(given, name=name, db=db, no_store=no_store, render=render)
         return
-    if given:
-        option = "--" + next(iter(given)).replace("_", "-")
-        option = {"--queries": "--query", "--fields": "--field",
-                  "--headers": "--header"}.get(option, option)
-        raise ConfigError(f"{option} cannot be combined with a job; "
+    if batch.given():
+        raise ConfigError(f"{batch.given()[0]} cannot be combined with a job; "
                           "put it in the job's definition instead")
     if _is_job_file(target):
         _run_file(target, job, db=db, no_store=no_store, render=render)
@@ -129,7 +103,7 @@ def _is_job_file(target: str) -> bool:
 
 
 def _run_options(values: dict[str, object], *, name: str, db: str | None, no_store: bool,
-                 render: _Show) -> None:
+                 render: _OutcomePrinter) -> None:
     from collector.jobfile import batch_from_options
     from collector.jobkeys import NAME_RULE, is_job_name
 
@@ -140,7 +114,7 @@ def _run_options(values: dict[str, object], *, name: str, db: str | None, no_sto
 
 
 def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
-              render: _Show) -> None:
+              render: _OutcomePrinter) -> None:
     from collector.jobfile import load_one_job
 
     if not Path(target).is_file():
@@ -150,7 +124,7 @@ def _run_file(target: str, job: str | None, *, db: str | None, no_store: bool,
              where=f'{target}: job "{chosen.name}"')
 
 
-def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> None:
+def _run_stored(name: str, *, db: str | None, no_store: bool, render: _OutcomePrinter) -> None:
 
     try:
         store = open_db(db, create=False)  # a stored job: nothing to run without a database
@@ -171,7 +145,7 @@ def _run_stored(name: str, *, db: str | None, no_store: bool, render: _Show) -> 
              where=f'job "{stored.name}"')
 
 
-def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, render: _Show,
+def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, render: _OutcomePrinter,
              where: str) -> None:
     from collector.references import prepare
 
@@ -183,7 +157,7 @@ def _collect(name: str, spec: BatchSpec, *, db: str | None, no_store: bool, rend
         _run(name, spec, store=store, render=render, where=where)
 
 
-def _run(name: str, spec: BatchSpec, *, store: Store | None, render: _Show,
+def _run(name: str, spec: BatchSpec, *, store: Store | None, render: _OutcomePrinter,
          where: str) -> None:
     """The collect step with a progress bar, and SIGINT/SIGTERM ending the batch early.
 
@@ -238,10 +212,10 @@ def demo(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     with open_db(db) as store, serve_demo() as url:
         outcome = collect("demo", demo_batch(url), store=store, spool=default_spool())
-    _Show(as_json=as_json, fail_on_error=False)(outcome, where=store.url)
+    _OutcomePrinter(as_json=as_json, fail_on_error=False)(outcome, where=store.url)
 
 
-class _Show:
+class _OutcomePrinter:
     """Prints an outcome (a table or JSON), then raises for what went wrong."""
 
     def __init__(self, *, as_json: bool, fail_on_error: bool) -> None:
@@ -265,18 +239,12 @@ class _Show:
                       else BatchNotStored(outcome.store_error, outcome.spooled,
                                           outcome.spool_error))
         if signal_number is not None:
-            if not_stored is not None:
-                typer.echo(f"collector: error: {not_stored}", err=True)
-            typer.echo(f"collector: stopped by signal {signal_number}: the requests sent so "
-                       "far are kept, as an interrupted batch", err=True)
-            raise typer.Exit(128 + signal_number)
+            raise Interrupted(signal_number, not_stored)
         if not_stored is not None:
             raise not_stored
         bad = sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
         if self.fail_on_error and bad:
-            typer.echo(f"collector: {bad} of {len(result.requests)} requests failed or got a "
-                       "status >= 400", err=True)
-            raise typer.Exit(EXIT_REQUEST_FAILED)
+            raise RequestsFailed(bad, len(result.requests))
 
 
 @contextmanager

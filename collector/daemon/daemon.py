@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from collector.collect import Outcome, record
 from collector.daemon.firing import Clock, Fire, FireExecutor, Skips
 from collector.daemon.notify import Notifier
 from collector.daemon.trigger import FireTrigger
@@ -32,17 +33,16 @@ from collector.errors import (
     CollectorError,
     ConfigError,
     DatabaseUnavailable,
-    DataRejected,
-    SpoolFull,
     StoreError,
 )
 from collector.metrics import Metrics
 from collector.references import prepare
+from collector.results import PendingBatch, new_batch_key
 from collector.runner import run_batch
 from collector.schedule import Fires, spread_offset
 from collector.settings import spool_folder, worker_id
 from collector.spec import JobSpec
-from collector.spool import Spool, Spooled, new_batch_key
+from collector.spool import Spool
 from collector.store import Store
 
 log = logging.getLogger("collector.daemon")
@@ -382,8 +382,7 @@ class Daemon:
         try:
             prepared = fire.prepared
             assert prepared is not None
-            result = prepared.scrub(run_batch(prepared.ready, shown=prepared.shown,
-                                              stop=self.stop_batches))
+            result = prepared.show(run_batch(prepared.ready, stop=self.stop_batches))
             fire.result = result.shifted(self.clock.offset)
             self._finished.put(fire)
         except Exception:  # a bug in one fire must not stop the others
@@ -410,71 +409,42 @@ class Daemon:
                     self._in_flight.difference_update(f.batch_id for f in group)
 
     def _write(self, group: list[Fire]) -> None:
-        errors: dict[Fire, StoreError] = {}
-        stored: list[Fire] = []
+        """Record what ``group`` collected (:func:`collector.collect.record`): the claimed
+        fires in one transaction, unless the database is known to be away; the fires run
+        without a claim, and whatever the database cannot take now, to the spool."""
         claimed = [f for f in group if f.batch_id is not None]
-        away = DatabaseUnavailable(self.store.url, "away when the fire was due")
-        for fire in group:
-            if fire.batch_id is None:
-                errors[fire] = away
-        if claimed and self.database_away.is_set():
-            errors.update((f, DatabaseUnavailable(self.store.url, "known to be away"))
-                          for f in claimed)
-        elif claimed:
-            try:
-                written = self.store.complete_batches(
-                    [(f.batch_id, f.result) for f in claimed])  # type: ignore[misc]
-            except DatabaseUnavailable as exc:
-                self._away(f"writing {len(claimed)} batches: {exc}")
-                errors.update((f, exc) for f in claimed)
-            except StoreError:  # one batch the database refuses: find it, store the rest
-                written = {}
-                for fire in claimed:
-                    assert fire.batch_id is not None and fire.result is not None
-                    try:
-                        written[fire.batch_id] = self.store.complete(fire.batch_id, fire.result)
-                    except StoreError as exc:
-                        errors[fire] = exc
-            for fire in claimed:
-                if fire in errors:
-                    continue
-                if written.get(fire.batch_id):  # type: ignore[arg-type]
-                    stored.append(fire)
-                else:
-                    errors[fire] = DataRejected(
-                        self.store.url, f"batch {fire.batch_id} is no longer running")
-        for fire in stored:
-            self._report(fire)
-        for fire, error in errors.items():
-            self._not_stored(fire, error)
+        offline = [f for f in group if f.batch_id is None]
+        known_away = (DatabaseUnavailable(self.store.url, "known to be away")
+                      if self.database_away.is_set() else None)
+        outcomes = record(self.store, [self._pending(f) for f in claimed], spool=self.spool,
+                          away=known_away)
+        outcomes += record(self.store, [self._pending(f) for f in offline], spool=self.spool,
+                           away=DatabaseUnavailable(self.store.url, "away when the fire was due"))
+        for fire, outcome in zip(claimed + offline, outcomes, strict=True):
+            error = outcome.store_error
+            if error is not None and error.transient and fire in claimed and not known_away:
+                self._away(f"writing {len(claimed)} batches: {error}")
+            if outcome.spool_error is not None:
+                self.metrics.spool_write_failures.inc()
+                self.skips.skip(fire.job.name, "spool_full", fire.scheduled_for)
+            if outcome.spooled is not None:
+                self._replay_wake.set()
+            self._report(fire, outcome)
 
-    def _not_stored(self, fire: Fire, error: StoreError) -> None:
-        if not isinstance(error, DatabaseUnavailable):
-            self._report(fire, error=error)
-            return
+    def _pending(self, fire: Fire) -> PendingBatch:
         assert fire.result is not None
-        try:
-            path = self.spool.put(Spooled(
-                batch_key=new_batch_key(), job_name=fire.job.name, trigger="schedule",
-                scheduled_for=fire.scheduled_for, claimed=fire.batch_id,
-                worker=self.config.worker, result=fire.result, database=self.store.url))
-        except OSError as exc:  # a full disk, a read-only folder: the batch is lost
-            self.metrics.spool_write_failures.inc()
-            self.skips.skip(fire.job.name, "spool_full", fire.scheduled_for)
-            self._report(fire, error=error, spool_error=SpoolFull(self.spool.folder, exc))
-            return
-        self._report(fire, error=error, spooled=path)
-        self._replay_wake.set()
+        return PendingBatch(result=fire.result, job_name=fire.job.name, trigger="schedule",
+                            worker=self.config.worker, batch_key=new_batch_key(),
+                            scheduled_for=fire.scheduled_for, claimed=fire.batch_id)
 
-    def _report(self, fire: Fire, *, error: StoreError | None = None,
-                spooled: Path | None = None, spool_error: SpoolFull | None = None) -> None:
+    def _report(self, fire: Fire, outcome: Outcome) -> None:
         """The batch's log line and metrics."""
-        result, job = fire.result, fire.job
-        assert result is not None
+        result, job = outcome.result, fire.job
+        error, spooled, spool_error = outcome.store_error, outcome.spooled, outcome.spool_error
         self.metrics.batch(job.name, result, stored=error is None)
         fields = {
             "job": job.name, "scheduled_for": fire.scheduled_for.isoformat(),
-            "batch_id": fire.batch_id if error is None else None, "status": result.status,
+            "batch_id": outcome.batch_id, "status": result.status,
             "requests": len(result.requests), "failed": result.requests_failed,
             "tcp_connections": result.tcp_connections,
             "duration_ms": round((result.finished_at - result.started_at).total_seconds()

@@ -35,14 +35,14 @@ from collector.errors import (
     UnknownBatch,
     UnknownJob,
 )
-from collector.results import BatchResult, Trigger
+from collector.results import BatchResult, PendingBatch, Trigger, new_batch_key
 from collector.settings import worker_id
 from collector.spec import BatchSpec, JobSpec
 from collector.store import batches as _batches
 from collector.store import jobs as _jobs
 from collector.store import schema
 from collector.store import workers as _workers
-from collector.store.batches import Finished, StoredBatch
+from collector.store.batches import StoredBatch
 from collector.store.engine import (
     SQLITE_BUSY_TIMEOUT,
     make_engine,
@@ -52,7 +52,7 @@ from collector.store.engine import (
 )
 from collector.store.jobs import BrokenJob, StoredJob
 
-__all__ = ["BrokenJob", "DatabaseInfo", "Finished", "Store", "StoredBatch", "StoredJob",
+__all__ = ["BrokenJob", "DatabaseInfo", "Store", "StoredBatch", "StoredJob",
            "StoredJobs", "open_store"]
 
 log = logging.getLogger(__name__)
@@ -295,15 +295,6 @@ class Store:
             conn, job_name=job_name, spec=spec, scheduled_for=scheduled_for,
             worker=worker or worker_id(), exclusive=exclusive), write=True)
 
-    def complete(self, batch_id: int, result: BatchResult) -> bool:
-        """Write a claimed batch's status, counters and requests in one transaction.
-
-        False, and nothing written, when the batch is no longer running (or
-        abandoned): it was completed already, or deleted.
-        """
-        return self._bounded_on("complete", lambda conn: _batches.complete(conn, batch_id, result),
-                                write=True)
-
     def claim_fires(self, fires: Sequence[_batches.Fire], *, worker: str, now: datetime,
                     running_here: Collection[int] = (),
                     timeout: float | None = None) -> dict[tuple[str, datetime], _batches.Claimed]:
@@ -318,33 +309,26 @@ class Store:
             conn, fires, worker=worker, now=now, running_here=running_here),
             write=True, timeout=timeout)
 
-    def complete_batches(self, finished: Sequence[tuple[int, BatchResult]]) -> dict[int, bool]:
-        """Complete many claimed batches in one transaction (see :meth:`complete`); by id,
-        whether each was written."""
-        if not finished:
-            return {}
-        return self._bounded_on("complete", lambda conn: _batches.complete_many(
-            conn, finished), write=True)
+    def record(self, pending: Sequence[PendingBatch]) -> list[int | None]:
+        """Record finished batches, their requests and counters, in one transaction: the
+        one way a batch that ran reaches the database (run-once's, the daemon's, the
+        spool's). For each, its batch id; None when it, or its fire, is stored already
+        (a replay that went through before), or its claim is no longer running.
+        """
+        if not pending:
+            return []
+        return self._bounded_on("record", lambda conn: _batches.store_many(conn, pending),
+                                write=True)
 
     def save_batch(self, result: BatchResult, *, job_name: str, trigger: Trigger = "manual",
                    scheduled_for: datetime | None = None, worker: str | None = None,
                    batch_key: str | None = None) -> int | None:
-        """Write a finished batch and all its requests in one transaction; its id.
-
-        None when ``scheduled_for`` is given and that fire was claimed already,
-        or when a batch with this ``batch_key`` is stored already.
-        """
-        return self._bounded_on("save", lambda conn: _batches.save(
-            conn, result, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for,
-            worker=worker or worker_id(), batch_key=batch_key), write=True)
-
-    def store_finished(self, finished: Sequence[_batches.Finished]) -> list[bool]:
-        """Store many batches that ran unstored (the spool's) in one transaction; for
-        each, whether it was written (False: it, or its fire, is stored already)."""
-        if not finished:
-            return []
-        return self._bounded_on("save", lambda conn: _batches.store_many(conn, finished),
-                                write=True)
+        """:meth:`record` for one batch without a claim (a new ``batch_key`` unless given):
+        its id, or None when its fire or its key is stored already."""
+        (batch_id,) = self.record([PendingBatch(
+            result=result, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for,
+            worker=worker or worker_id(), batch_key=batch_key or new_batch_key())])
+        return batch_id
 
     def load_batch(self, batch_id: int) -> StoredBatch:
         """A stored batch and what it recorded; UnknownBatch when there is none."""

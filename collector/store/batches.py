@@ -20,7 +20,14 @@ from sqlalchemy.exc import DBAPIError
 
 from collector.histogram import summarize
 from collector.models import batches, requests
-from collector.results import BatchResult, BatchStatus, FailedAttempt, RequestResult, Trigger
+from collector.results import (
+    BatchResult,
+    BatchStatus,
+    FailedAttempt,
+    PendingBatch,
+    RequestResult,
+    Trigger,
+)
 from collector.spec import BatchSpec
 from collector.store.engine import conflict_insert
 
@@ -70,14 +77,6 @@ def _claim_row(job_name: str, spec: BatchSpec, scheduled_for: datetime, worker: 
     return {"job_name": job_name, "trigger": "schedule", "scheduled_for": scheduled_for,
             "started_at": now, "status": "running", "url": spec.url, "method": spec.method,
             "pool_size": spec.pool_size, "concurrency": spec.concurrency, "worker": worker}
-
-
-def complete(conn: Connection, batch_id: int, result: BatchResult) -> bool:
-    """Give a claimed batch its final status, counters and request rows.
-
-    False (and nothing written) when the batch is no longer running or abandoned.
-    """
-    return complete_many(conn, [(batch_id, result)])[batch_id]
 
 
 def complete_many(conn: Connection,
@@ -179,70 +178,45 @@ _CLAIM_PG_ARRAYS = (("names", "job_name"), ("times", "scheduled_for"), ("urls", 
                     ("concurrencies", "concurrency"))
 
 
-def save(conn: Connection, result: BatchResult, *, job_name: str, trigger: Trigger,
-         scheduled_for: datetime | None, worker: str, batch_key: str | None) -> int | None:
-    """Insert a finished batch and its requests; None when its fire was claimed already
-    or a batch with its ``batch_key`` is stored already."""
-    row = _saved_row(result, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for,
-                     worker=worker, batch_key=batch_key)
-    inserted = conn.execute(_insert_batch(conn).values(row).returning(batches.c.id))
-    batch_id: int | None = inserted.scalar_one_or_none()
-    if batch_id is not None:
-        _insert_requests(conn, [(batch_id, result.requests)])
-    return batch_id
-
-
-@dataclass(frozen=True, kw_only=True)
-class Finished:
-    """A batch that ran while it could not be stored: it completes its claim (``claimed``,
-    the id of its running row) or is inserted whole, once by its ``batch_key``."""
-
-    result: BatchResult
-    job_name: str
-    trigger: Trigger
-    scheduled_for: datetime | None
-    worker: str
-    batch_key: str
-    claimed: int | None
-
-
-def store_many(conn: Connection, finished: Sequence[Finished]) -> list[bool]:
-    """Store many finished batches in one transaction (the spool's replay): for each,
-    whether it was written; False when it, or its fire, is stored already.
+def store_many(conn: Connection, pending: Sequence[PendingBatch]) -> list[int | None]:
+    """Record finished batches in one transaction: for each, its batch id, or None when
+    it, or its fire, is stored already, or its claim is no longer running.
 
     A batch without a claim whose fire turns out to be claimed by its own worker (a
     claim that went through after the worker gave up waiting) completes that claim.
     A handful of statements however many batches.
     """
-    written: dict[int, bool] = {}  # by position in ``finished``
-    claims = {i: f.claimed for i, f in enumerate(finished) if f.claimed is not None}
-    new = {i: f for i, f in enumerate(finished) if f.claimed is None}
+    written: dict[int, int | None] = {}  # by position in ``pending``
+    claims = {i: p.claimed for i, p in enumerate(pending) if p.claimed is not None}
+    new = {i: p for i, p in enumerate(pending) if p.claimed is None}
     if new:
-        rows = [_saved_row(f.result, job_name=f.job_name, trigger=f.trigger,
-                           scheduled_for=f.scheduled_for, worker=f.worker,
-                           batch_key=f.batch_key) for f in new.values()]
+        rows = [_saved_row(p.result, job_name=p.job_name, trigger=p.trigger,
+                           scheduled_for=p.scheduled_for, worker=p.worker,
+                           batch_key=p.batch_key) for p in new.values()]
         inserted: dict[str, int] = {key: batch_id for key, batch_id in conn.execute(
             _insert_batch(conn).returning(batches.c.batch_key, batches.c.id), rows)}
         # The first of a key is the one inserted (the spool may hold a batch twice).
-        first = {f.batch_key: i for i, f in reversed(new.items())}
-        written.update({i: f.batch_key in inserted and first[f.batch_key] == i
-                        for i, f in new.items()})
-        _insert_requests(conn, [(inserted[f.batch_key], f.result.requests)
-                                for i, f in new.items() if written[i]])
-        late = {i: f for i, f in new.items()
-                if f.batch_key not in inserted and f.scheduled_for is not None}
+        first = {p.batch_key: i for i, p in reversed(new.items())}
+        written.update({i: inserted[p.batch_key] if p.batch_key in inserted
+                        and first[p.batch_key] == i else None for i, p in new.items()})
+        _insert_requests(conn, [(batch_id, new[i].result.requests)
+                                for i, batch_id in written.items() if batch_id is not None])
+        late = {i: p for i, p in new.items()
+                if p.batch_key not in inserted and p.scheduled_for is not None}
         if late:
             own = _own_claims(conn, list(late.values()))
-            claims.update({i: own[(f.job_name, f.scheduled_for, f.worker)] for i, f in late.items()
-                           if (f.job_name, f.scheduled_for, f.worker) in own})
+            claims.update({i: own[(p.job_name, p.scheduled_for, p.worker)]
+                           for i, p in late.items()
+                           if (p.job_name, p.scheduled_for, p.worker) in own})
     if claims:
-        done = complete_many(conn, [(batch_id, finished[i].result)
+        done = complete_many(conn, [(batch_id, pending[i].result)
                                     for i, batch_id in claims.items()])
-        written.update({i: done[batch_id] for i, batch_id in claims.items()})
-    return [written[i] for i in range(len(finished))]
+        written.update({i: batch_id if done[batch_id] else None
+                        for i, batch_id in claims.items()})
+    return [written[i] for i in range(len(pending))]
 
 
-def _own_claims(conn: Connection, fires: Sequence[Finished]
+def _own_claims(conn: Connection, fires: Sequence[PendingBatch]
                 ) -> dict[tuple[str, datetime | None, str], int]:
     """The unfinished claims among ``fires``' (job, time, worker): their ids. (A claim
     this worker gave up waiting for may have gone through after all: that row is the

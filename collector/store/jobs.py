@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
 
-from collector.definition import InvalidDefinition, job_definition, job_from_definition
+from collector.definition import job_definition, job_from_definition
+from collector.errors import InvalidDefinition
 from collector.models import jobs
 from collector.schedule import describe_schedule
 from collector.spec import JobSpec
