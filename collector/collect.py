@@ -42,12 +42,19 @@ class Outcome:
     - run without a store: neither.
     """
 
-    job_name: str
-    result: BatchResult
+    batch: PendingBatch  # what ran, as it is (or would be) recorded
     batch_id: int | None = None
     store_error: StoreError | None = None
     spooled: Path | None = None  # where the batch waits for the database
     spool_error: SpoolFull | None = None  # it should have been spooled and could not be
+
+    @property
+    def job_name(self) -> str:
+        return self.batch.job_name
+
+    @property
+    def result(self) -> BatchResult:
+        return self.batch.result
 
     @property
     def stored(self) -> bool:
@@ -78,10 +85,10 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     progress = None if on_request is None else (
         lambda request: on_request(prepared.show_request(request)))
     result = prepared.show(run_batch(prepared.ready, on_request=progress, stop=stop))
-    if store is None:
-        return Outcome(job_name=job_name, result=result)
     pending = PendingBatch(result=result, job_name=job_name, trigger=trigger,
                            worker=worker or worker_id(), batch_key=new_batch_key())
+    if store is None:
+        return Outcome(batch=pending)
     (outcome,) = record(store, [pending], spool=spool)
     return outcome
 
@@ -123,13 +130,11 @@ def record(store: Store, batches: Sequence[PendingBatch], *, spool: Spool | None
 def _outcome(store: Store, batch: PendingBatch, batch_id: int | None,
              error: StoreError | None, spool: Spool | None) -> Outcome:
     if error is None:
-        return Outcome(job_name=batch.job_name, result=batch.result, batch_id=batch_id)
+        return Outcome(batch=batch, batch_id=batch_id)
     if spool is None or not error.transient:
-        return Outcome(job_name=batch.job_name, result=batch.result, store_error=error)
+        return Outcome(batch=batch, store_error=error)
     try:
         spooled = spool.put(batch, database=store.url)
     except OSError as exc:  # a full disk, a read-only folder: the batch is lost
-        return Outcome(job_name=batch.job_name, result=batch.result, store_error=error,
-                       spool_error=SpoolFull(spool.folder, exc))
-    return Outcome(job_name=batch.job_name, result=batch.result, store_error=error,
-                   spooled=spooled)
+        return Outcome(batch=batch, store_error=error, spool_error=SpoolFull(spool.folder, exc))
+    return Outcome(batch=batch, store_error=error, spooled=spooled)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
+from collector.histogram import summarize
+
 ErrorKind = Literal[
     "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
     "too_large", "other",
@@ -134,6 +136,16 @@ class BatchResult:
             return "ok"
         return "failed" if not self.requests_succeeded else "partial"
 
+    def counters(self) -> dict[str, Any]:
+        """The ``batches`` columns a finished batch fills in: status, counters, summary."""
+        return {"finished_at": self.finished_at, "status": self.status,
+                "num_connections": self.num_connections, "num_requests": self.num_requests,
+                "tcp_connections": self.tcp_connections,
+                "requests_succeeded": self.requests_succeeded,
+                "requests_failed": self.requests_failed, "tls_verified": self.tls_verified,
+                **summarize((r.status, r.body_length, r.elapsed_ms, r.reused)
+                            for r in self.requests)}
+
     def shifted(self, by: timedelta) -> BatchResult:
         """The same batch with every time moved by ``by`` (a clock's measured offset)."""
         if not by:
@@ -143,25 +155,6 @@ class BatchResult:
                            replace(r, started_at=r.started_at + by, failed_attempts=tuple(
                                replace(a, at=a.at + by) for a in r.failed_attempts))
                            for r in self.requests))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Column names to JSON-ready values (times as ISO 8601 UTC)."""
-        return {
-            "url": self.url,
-            "method": self.method,
-            "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "pool_size": self.pool_size,
-            "concurrency": self.concurrency,
-            "num_connections": self.num_connections,
-            "num_requests": self.num_requests,
-            "tcp_connections": self.tcp_connections,
-            "tls_verified": self.tls_verified,
-            "requests_succeeded": self.requests_succeeded,
-            "requests_failed": self.requests_failed,
-            "requests": [r.to_dict() for r in self.requests],
-        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -181,6 +174,15 @@ class PendingBatch:
     batch_key: str
     scheduled_for: datetime | None = None
     claimed: int | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """Its ``batches`` row, every column but ``id``, as it is inserted whole."""
+        result = self.result
+        return {"job_name": self.job_name, "trigger": self.trigger,
+                "scheduled_for": self.scheduled_for, "started_at": result.started_at,
+                "url": result.url, "method": result.method, "pool_size": result.pool_size,
+                "concurrency": result.concurrency, "worker": self.worker,
+                "batch_key": self.batch_key, **result.counters()}
 
 
 def new_batch_key() -> str:

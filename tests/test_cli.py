@@ -518,3 +518,46 @@ def test_run_once_and_jobs_add_take_the_same_batch_options(sqlite_url: str,
     ran = json.loads(out)
     assert (ran["pool_size"], ran["concurrency"]) == (2, 2)
     assert [r["query"] for r in ran["requests"]] == ["q=a&v=1"]
+
+
+def test_json_carries_every_column_and_show_says_the_same(db_url: str,
+                                                          server: LocalServer) -> None:
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "-q", "q=python",
+                            "-q", "q=php", "--json", "--db", db_url)
+    assert code == 0, err
+    ran = json.loads(out)
+    assert set(ran) == set(batches.c.keys()) - {"id"} | {"batch_id", "requests"}
+    assert set(ran["requests"][0]) == set(requests.c.keys()) - {"id", "batch_id"}
+    assert ran["worker"] and ran["batch_key"] and ran["scheduled_for"] is None
+    assert (ran["status_2xx"], ran["no_response"], ran["bodies"]) == (2, 0, 2)
+    code, out, err = invoke("show", str(ran["batch_id"]), "--format", "json", "--db", db_url)
+    assert code == 0, err
+    assert json.loads(out) == ran
+
+    code, out, err = invoke("run-once", "--url", server.url("/search"), "--no-store", "--json")
+    assert code == 0, err
+    unstored = json.loads(out)
+    assert set(unstored) == set(ran) and unstored["batch_id"] is None
+
+
+def test_version_and_shell_completion() -> None:
+    from collector import __version__
+
+    for flag in ("-V", "--version"):
+        assert invoke(flag)[:2] == (0, f"collector {__version__}\n")
+    code, out, _ = invoke("--show-completion", "bash")
+    assert code == 0 and "_COLLECTOR_COMPLETE" in out and "complete " in out
+    env = {**os.environ, "_COLLECTOR_COMPLETE": "complete_bash",
+           "COMP_WORDS": "collector run-once --pool", "COMP_CWORD": "2"}
+    done = subprocess.run([str(Path(sys.executable).parent / "collector")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["--pool-size"], done.stderr
+
+
+def test_jobs_show_prints_the_source_as_stored(sqlite_url: str, tmp_path: Path,
+                                               server: LocalServer) -> None:
+    job_file = tmp_path / "search.toml"
+    job_file.write_text(f'[jobs.search]\nurl = "{server.url("/search")}"\nevery = "1m"\n')
+    assert invoke("jobs", "apply", str(job_file), "--db", sqlite_url)[0] == 0
+    code, out, _ = invoke("jobs", "show", "search", "--db", sqlite_url)
+    assert code == 0 and out.startswith(f"# source: {job_file.absolute()}; created ")

@@ -135,8 +135,56 @@ def test_prune_command(store: Store, db_url: str) -> None:
     assert json.loads(cli(db_url, "batches", "--format", "json")) == []
 
 
+def test_prune_one_job(store: Store, db_url: str) -> None:
+    assert "would delete 1 batches of b and 1 requests" in cli(
+        db_url, "prune", "--older-than", "1d", "--job", "b", "--dry-run")
+    assert "deleted 1 batches of b and 1 requests" in cli(db_url, "prune", "--older-than", "1d",
+                                                          "--job", "b")
+    left = json.loads(cli(db_url, "batches", "--format", "json"))
+    assert {row["job_name"] for row in left} == {"a"} and len(left) == 3
+
+
+def test_batches_in_colour_on_a_terminal_and_plain_when_piped(store: Store,
+                                                              db_url: str) -> None:
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "collector"), "batches", "--db", db_url]
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
+    leader, follower = pty.openpty()
+    with subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, env=env) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert child.wait(timeout=60) == 0, child.stderr.read() if child.stderr else ""
+    os.close(leader)
+    painted = shown.decode().replace("\r\n", "\n")
+    plain = cli(db_url, "batches")
+    assert "\x1b[" in painted and "\x1b[" not in plain
+    assert re.sub(r"\x1b\[[0-9;]*m", "", painted).strip() == plain.strip()  # same table
+    assert re.search(r"\x1b\[[0-9;]*31mfailed\x1b\[0m", painted)  # b's batch, in red
+    assert re.search(r"\x1b\[[0-9;]*32mok\x1b\[0m", painted)  # a's, in green
+    env["NO_COLOR"] = "1"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == plain.strip()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["show", "999"], "no batch 999"),
+    (["show", "abc"], 'BATCH_ID: "abc" is not a whole number'),
+    (["batches", "--format", "xml"], '--format: "xml" is not one of table, json, csv'),
+    (["batches", "--limit", "0"], "--limit: 0 must be between 1 and 1000000"),
     (["report", "--since", "last week"], '--since: "last week" is neither a duration nor'),
     (["prune", "--older-than", "old"], '--older-than: "old" is not a duration'),
 ])

@@ -48,7 +48,7 @@ app = typer.Typer(
     help="Scheduled HTTP data collection: every batch through one re-used connection pool, "
          "every request stored in SQL.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
@@ -62,7 +62,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     """Scheduled HTTP data collection with persisted results."""

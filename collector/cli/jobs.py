@@ -15,7 +15,7 @@ from collector.cli.options import (
     batch_options,
     open_db,
 )
-from collector.cli.render import records
+from collector.cli.render import printable, records
 from collector.errors import ConfigError, JobFilesInvalid, NoDatabase
 
 if TYPE_CHECKING:
@@ -130,8 +130,9 @@ def show(name: _Name, db: DbOption = None) -> None:
 
     with open_db(db, create=False) as store:
         stored = store.job(name)
-    typer.echo(f"# source: {_shown(stored.source)}; created {stored.created_at:%Y-%m-%d %H:%M:%S}"
-               f" UTC, updated {stored.updated_at:%Y-%m-%d %H:%M:%S} UTC")
+    typer.echo(f"# source: {printable(stored.source)}; created "
+               f"{stored.created_at:%Y-%m-%d %H:%M:%S} UTC, updated "
+               f"{stored.updated_at:%Y-%m-%d %H:%M:%S} UTC")
     if stored.job.batch.redact:
         typer.echo("# the values of redacted fields are not shown: keep the job file")
     job = dataclasses.replace(stored.job, batch=redacted(stored.job.batch))

@@ -44,6 +44,23 @@ def whole(name: str, minimum: int | None = None,
     return parse
 
 
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def one_of(name: str, choices: type[_Choice]) -> Callable[[str], _Choice]:
+    """A parser for an option that takes one of ``choices``, with collector's message."""
+    def parse(text: str | _Choice) -> _Choice:
+        if isinstance(text, choices):  # a default
+            return text
+        try:
+            return choices(str(text).strip().lower())
+        except ValueError:
+            allowed = ", ".join(c.value for c in choices)
+            raise ConfigError(f"{name}: {show(text)} is not one of {allowed}") from None
+
+    return parse
+
+
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
     help="Database: a SQLite file path, sqlite:///PATH or postgresql://USER@HOST/DB. "
@@ -59,7 +76,8 @@ class Format(StrEnum):
 
 
 FormatOption = Annotated[Format, typer.Option(
-    "--format", "-f", help="table for people, json or csv for programs and spreadsheets.")]
+    "--format", "-f", parser=one_of("--format", Format), metavar="table|json|csv",
+    help="table for people, json or csv for programs and spreadsheets.")]
 
 # The batch's options: None means "not given", so a job file's default applies.
 UrlOption = Annotated[str | None, typer.Option(

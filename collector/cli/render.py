@@ -5,32 +5,77 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from collector.results import BatchResult
 
 
+# Colours on a terminal: a batch's status, an HTTP status by class, what failed.
+_STATUS_STYLES = {"ok": "green", "partial": "yellow", "failed": "bold red",
+                  "interrupted": "magenta", "abandoned": "magenta", "running": "cyan",
+                  "2": "green", "3": "cyan", "4": "yellow", "5": "bold red"}
+Paint = Callable[[str, str], str]  # (column kind, cell text) -> the cell, perhaps coloured
+
+
+def colour_wanted(stream: TextIO) -> bool:
+    """Colour for a terminal only, unless ``NO_COLOR`` is set (no-color.org) or it is dumb."""
+    return (stream.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
+
+
+def painter(colour: bool) -> Paint | None:
+    """How cells are coloured: None when they are not (piped, redirected, NO_COLOR)."""
+    if not colour:
+        return None
+    from rich.color import ColorSystem
+    from rich.style import Style
+
+    def paint(kind: str, text: str) -> str:
+        style = None
+        if kind == "status":
+            style = _STATUS_STYLES.get(text) or (
+                _STATUS_STYLES.get(text[0]) if len(text) == 3 and text.isdigit() else None)
+            style = style or ("bold red" if text in ("-", "none") else None)
+        elif kind == "bad" and text not in ("", "0", "-", "no"):
+            style = "bold red"
+        if style is None:
+            return text
+        return Style.parse(style).render(text, color_system=ColorSystem.STANDARD)
+
+    return paint
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
-          right: frozenset[int] = frozenset()) -> list[str]:
-    """Rows as aligned columns; columns whose index is in ``right`` align right."""
+          right: frozenset[int] = frozenset(), *, kinds: Mapping[int, str] | None = None,
+          paint: Paint | None = None) -> list[str]:
+    """Rows as aligned columns; columns whose index is in ``right`` align right. With
+    ``paint``, the cells of the columns ``kinds`` names ("status", "bad") are coloured."""
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
     lines = []
-    for row in (headers, *rows):
-        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+    for number, row in enumerate((headers, *rows)):
+        cells = []
+        for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
+            text = str(cell)
+            pad = " " * (width - len(text))
+            if paint is not None and number and kinds and i in kinds:
+                text = paint(kinds[i], text)
+            cells.append(pad + text if i in right else text + pad)
         lines.append("  ".join(cells).rstrip())
     return lines
 
 
 def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
-                where: str | None, status: str | None = None) -> str:
+                where: str | None, status: str | None = None, colour: bool = False) -> str:
     """One row per request, then the pool's counters: what the urllib3 example printed.
 
-    ``status`` is the stored batch's, when it differs from what the result says.
+    ``status`` is the stored batch's, when it differs from what the result says;
+    ``colour`` colours statuses and errors (for a terminal).
     """
+    paint = painter(colour)
     stored = f"batch {batch_id} stored in {where}" if batch_id is not None else "not stored"
     lines = [f"{job_name}: {result.method} {result.url} "
              f"(pool_size {result.pool_size}, concurrency {result.concurrency}), {stored}", ""]
@@ -41,7 +86,7 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
              f"{r.elapsed_ms:.1f}", "yes" if r.reused else "no"]
             for r in result.requests]
     lines += table(["#", "query", "status", "error", "content type", "bytes", "ms", "re-used"],
-                   rows, right=frozenset({0, 5, 6}))
+                   rows, right=frozenset({0, 5, 6}), kinds={2: "status", 3: "bad"}, paint=paint)
     errors = [f"  #{r.position} {r.error_kind}: {printable(r.error)}"
               for r in result.requests if r.failed]
     if errors:
@@ -52,20 +97,33 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
         f"Number of connections: {result.num_connections} "
         f"(TCP connections opened: {result.tcp_connections})",
         f"Number of requests: {result.num_requests}",
-        f"Batch {status or result.status}: {result.requests_succeeded} succeeded, "
+        f"Batch {paint('status', status or result.status) if paint else status or result.status}"
+        f": {result.requests_succeeded} succeeded, "
         f"{result.requests_failed} failed, in {elapsed:.0f} ms",
     ]
     return "\n".join(lines)
 
 
+def batch_document(batch_id: int | None, columns: Mapping[str, Any],
+                   result: BatchResult) -> str:
+    """A batch as one JSON object: every ``batches`` column (its ``id`` as ``batch_id``,
+    None when it is not stored), then ``requests``, each with every ``requests`` column
+    and its ``failed_attempts``, oldest first."""
+    document = {"batch_id": batch_id, **{k: v for k, v in columns.items() if k != "id"},
+                "requests": [r.to_dict() for r in result.requests]}
+    return json.dumps(document, indent=2, default=_json_value)
+
+
 def records(rows: Sequence[Mapping[str, Any]], fmt: str, *,
             columns: Sequence[str] | Mapping[str, str] | None = None,
-            right: frozenset[str] = frozenset()) -> str:
+            right: frozenset[str] = frozenset(), kinds: Mapping[str, str] | None = None,
+            colour: bool = False) -> str:
     """Rows as an aligned table, a JSON list or CSV with a header line.
 
     ``columns`` picks and orders the keys the table shows (a mapping also gives
     each its heading); ``right`` are the keys aligned right. JSON and CSV get
-    every key.
+    every key. With ``colour``, the table's cells of the keys ``kinds`` names
+    ("status", "bad") are coloured.
     """
     if fmt == "json":
         return json.dumps([dict(r) for r in rows], indent=2, default=_json_value)
@@ -81,7 +139,9 @@ def records(rows: Sequence[Mapping[str, Any]], fmt: str, *,
     shown = dict(columns) if isinstance(columns, Mapping) else {k: k for k in columns or keys}
     body = [[_cell(r[k]) for k in shown] for r in rows]
     return "\n".join(table(list(shown.values()), body,
-                           right=frozenset(i for i, k in enumerate(shown) if k in right)))
+                           right=frozenset(i for i, k in enumerate(shown) if k in right),
+                           kinds={i: kinds[k] for i, k in enumerate(shown) if k in kinds}
+                           if kinds else None, paint=painter(colour)))
 
 
 def printable(text: str | None) -> str | None:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from collector.cli.options import DbOption, Format, FormatOption, open_db, whole
-from collector.cli.render import batch_table, records, sparkline
+from collector.cli.render import (
+    batch_document,
+    batch_table,
+    colour_wanted,
+    records,
+    sparkline,
+)
 from collector.errors import ConfigError
 from collector.quantities import parse_duration, parse_since
 
@@ -65,7 +72,9 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
         elif fmt == Format.json:
             row["trend"] = [{"p50_ms": p.p50_ms, "status": p.status} for p in summary.trend]
     typer.echo(records(rows, fmt, columns=REPORT_COLUMNS,
-                       right=frozenset(list(REPORT_COLUMNS)[1:13])))
+                       right=frozenset(list(REPORT_COLUMNS)[1:13]),
+                       kinds={"status_5xx": "bad", "no_response": "bad", "last_status": "status"},
+                       colour=colour_wanted(sys.stdout)))
 
 
 def batches(job: JobFilter = None, since: SinceFilter = None,
@@ -82,7 +91,9 @@ def batches(job: JobFilter = None, since: SinceFilter = None,
     rows = [dict(b.__dict__) for b in history]
     typer.echo(records(rows, fmt, right=frozenset({"id", "requests", "failed",
                                                    "num_connections", "num_requests",
-                                                   "tcp_connections", "duration_ms"})))
+                                                   "tcp_connections", "duration_ms"}),
+                       kinds={"status": "status", "failed": "bad"},
+                       colour=colour_wanted(sys.stdout)))
 
 
 def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
@@ -101,15 +112,14 @@ def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
         return
     if fmt == Format.table:
         typer.echo(batch_table(result, job_name=batch.job_name, batch_id=batch.id,
-                               where=where, status=batch.status))
+                               where=where, status=batch.status,
+                               colour=colour_wanted(sys.stdout)))
         return
-    document = {"batch_id": batch.id, "job_name": batch.job_name, "trigger": batch.trigger,
-                **result.to_dict(), "status": batch.status}
     if fmt == Format.json:
-        typer.echo(json.dumps(document, indent=2))
+        typer.echo(batch_document(batch.id, batch.columns, result))
     else:
         rows = [{**row, "failed_attempts": json.dumps(row["failed_attempts"])}
-                for row in document["requests"]]
+                for row in (r.to_dict() for r in result.requests)]
         typer.echo(records(rows, "csv"))
 
 
@@ -117,6 +127,9 @@ def prune(
     older_than: Annotated[str, typer.Option(
         "--older-than", metavar="AGE", help="Delete batches started longer ago than this: "
                                             "90d, 12h ...")],
+    job: Annotated[str | None, typer.Option(
+        "--job", metavar="NAME", help="Only this job's batches (a removed job's too).")]
+        = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Count what would be deleted and delete nothing.")] = False,
     db: DbOption = None,
@@ -127,7 +140,8 @@ def prune(
     except ValueError as exc:
         raise ConfigError(f"--older-than: {exc}") from None
     with open_db(db, create=False) as store:
-        n_batches, n_requests = store.prune(before, dry_run=dry_run)
+        n_batches, n_requests = store.prune(before, dry_run=dry_run, job=job)
     verb = "would delete" if dry_run else "deleted"
-    typer.echo(f"{verb} {n_batches} batches and {n_requests} requests started before "
+    of = f" of {job}" if job is not None else ""
+    typer.echo(f"{verb} {n_batches} batches{of} and {n_requests} requests started before "
                f"{before:%Y-%m-%d %H:%M:%S} UTC")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli.options import DbOption, whole
+from collector.cli.options import DbOption, one_of, whole
 from collector.errors import ConfigError, JobFilesInvalid
 from collector.jobkeys import DAY
 from collector.quantities import parse_duration
@@ -57,9 +57,11 @@ def run(
     metrics_address: Annotated[str, typer.Option(
         metavar="ADDRESS", help="The address the metrics listen on.")] = "127.0.0.1",
     log_format: Annotated[LogFormat, typer.Option(
+        parser=one_of("--log-format", LogFormat), metavar="text|json",
         help="text (journald adds the time) or json (one object per line).")] = LogFormat.text,
-    log_level: Annotated[LogLevel, typer.Option(help="The least important to log.")]
-        = LogLevel.info,
+    log_level: Annotated[LogLevel, typer.Option(
+        parser=one_of("--log-level", LogLevel), metavar="debug|info|warning|error",
+        help="The least important to log.")] = LogLevel.info,
 ) -> None:
     """Run every enabled job on its schedule until stopped (SIGTERM or Ctrl-C; SIGHUP reloads).
 

@@ -6,7 +6,6 @@ collect step (:mod:`collector.collect`) does the work.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -224,17 +223,15 @@ class _OutcomePrinter:
 
     def __call__(self, outcome: Outcome, *, where: str | None,
                  signal_number: int | None = None) -> None:
-        from collector.cli.render import batch_table
+        from collector.cli.render import batch_document, batch_table, colour_wanted
 
         result = outcome.result
-        assert result is not None, "run-once never claims a fire"
         if self.as_json:
-            document = {"batch_id": outcome.batch_id, "job_name": outcome.job_name,
-                        "trigger": "manual", **result.to_dict()}
-            typer.echo(json.dumps(document, indent=2))
+            typer.echo(batch_document(outcome.batch_id, outcome.batch.columns(), result))
         else:
             typer.echo(batch_table(result, job_name=outcome.job_name,
-                                   batch_id=outcome.batch_id, where=where))
+                                   batch_id=outcome.batch_id, where=where,
+                                   colour=colour_wanted(sys.stdout)))
         not_stored = (None if outcome.store_error is None
                       else BatchNotStored(outcome.store_error, outcome.spooled,
                                           outcome.spool_error))

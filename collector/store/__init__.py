@@ -338,10 +338,12 @@ class Store:
             raise UnknownBatch(batch_id)
         return found
 
-    def prune(self, before: datetime, *, dry_run: bool = False) -> tuple[int, int]:
-        """Delete batches started before ``before`` and their requests; returns both counts."""
+    def prune(self, before: datetime, *, dry_run: bool = False,
+              job: str | None = None) -> tuple[int, int]:
+        """Delete batches started before ``before`` (only ``job``'s, when given) and their
+        requests; returns both counts."""
         with self.connect(write=not dry_run) as conn:
-            return _batches.prune(conn, before, dry_run=dry_run)
+            return _batches.prune(conn, before, dry_run=dry_run, job=job)
 
     # -- workers ------------------------------------------------------------------------------
 

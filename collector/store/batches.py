@@ -18,7 +18,6 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Insert, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from collector.histogram import summarize
 from collector.models import batches, requests
 from collector.results import (
     BatchResult,
@@ -45,6 +44,7 @@ class StoredBatch:
     status: BatchStatus
     worker: str
     result: BatchResult | None
+    columns: dict[str, Any]  # the row as stored, every column
 
 
 def _insert_batch(conn: Connection) -> Insert:
@@ -100,7 +100,7 @@ def complete_many(conn: Connection,
             written[batch_id] = row is not None and row.finished_at == result.finished_at
     if todo:
         conn.execute(update(batches).where(batches.c.id == bindparam("b_id")),
-                     [{"b_id": batch_id, **_counters(result), "started_at": result.started_at}
+                     [{"b_id": batch_id, **result.counters(), "started_at": result.started_at}
                       for batch_id, result in todo])
         _insert_requests(conn, [(batch_id, result.requests) for batch_id, result in todo])
     return written
@@ -190,9 +190,7 @@ def store_many(conn: Connection, pending: Sequence[PendingBatch]) -> list[int | 
     claims = {i: p.claimed for i, p in enumerate(pending) if p.claimed is not None}
     new = {i: p for i, p in enumerate(pending) if p.claimed is None}
     if new:
-        rows = [_saved_row(p.result, job_name=p.job_name, trigger=p.trigger,
-                           scheduled_for=p.scheduled_for, worker=p.worker,
-                           batch_key=p.batch_key) for p in new.values()]
+        rows = [p.columns() for p in new.values()]
         inserted: dict[str, int] = {key: batch_id for key, batch_id in conn.execute(
             _insert_batch(conn).returning(batches.c.batch_key, batches.c.id), rows)}
         # The first of a key is the one inserted (the spool may hold a batch twice).
@@ -229,26 +227,6 @@ def _own_claims(conn: Connection, fires: Sequence[PendingBatch]
         batches.c.status.in_(("running", "abandoned"))))
     return {key: row.id for row in found
             if (key := (row.job_name, row.scheduled_for, row.worker)) in wanted}
-
-
-def _saved_row(result: BatchResult, *, job_name: str, trigger: Trigger,
-               scheduled_for: datetime | None, worker: str,
-               batch_key: str | None) -> dict[str, Any]:
-    """A finished batch's ``batches`` row, inserted whole."""
-    return {"job_name": job_name, "trigger": trigger, "scheduled_for": scheduled_for,
-            "started_at": result.started_at, "url": result.url, "method": result.method,
-            "pool_size": result.pool_size, "concurrency": result.concurrency,
-            "worker": worker, "batch_key": batch_key, **_counters(result)}
-
-
-def _counters(result: BatchResult) -> dict[str, Any]:
-    return {"finished_at": result.finished_at, "status": result.status,
-            "num_connections": result.num_connections, "num_requests": result.num_requests,
-            "tcp_connections": result.tcp_connections,
-            "requests_succeeded": result.requests_succeeded,
-            "requests_failed": result.requests_failed, "tls_verified": result.tls_verified,
-            **summarize((r.status, r.body_length, r.elapsed_ms, r.reused)
-                        for r in result.requests)}
 
 
 # Control characters (C0 and DEL): PostgreSQL cannot store NUL, and the others have
@@ -343,7 +321,7 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
     return StoredBatch(id=row.id, job_name=row.job_name, trigger=row.trigger,
                        scheduled_for=row.scheduled_for, started_at=row.started_at,
                        finished_at=row.finished_at, status=row.status, worker=row.worker,
-                       result=result)
+                       result=result, columns=row._asdict())
 
 
 def _request(row: dict[str, Any]) -> RequestResult:
@@ -353,9 +331,14 @@ def _request(row: dict[str, Any]) -> RequestResult:
                       at=datetime.fromisoformat(a["at"])) for a in attempts))
 
 
-def prune(conn: Connection, before: datetime, *, dry_run: bool) -> tuple[int, int]:
-    """Delete batches started before ``before`` and their requests; returns both counts."""
-    old = select(batches.c.id).where(batches.c.started_at < before)
+def prune(conn: Connection, before: datetime, *, dry_run: bool,
+          job: str | None = None) -> tuple[int, int]:
+    """Delete batches started before ``before`` (of ``job`` alone, when given) and their
+    requests; returns both counts."""
+    which = batches.c.started_at < before
+    if job is not None:
+        which &= batches.c.job_name == job
+    old = select(batches.c.id).where(which)
     counts = (
         conn.execute(select(func.count()).select_from(old.subquery())).scalar_one(),
         conn.execute(select(func.count()).select_from(requests)
@@ -363,5 +346,5 @@ def prune(conn: Connection, before: datetime, *, dry_run: bool) -> tuple[int, in
     )
     if not dry_run:
         conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
-        conn.execute(delete(batches).where(batches.c.started_at < before))
+        conn.execute(delete(batches).where(which))
     return counts
