@@ -545,12 +545,14 @@ def test_version_and_shell_completion() -> None:
 
     for flag in ("-V", "--version"):
         assert invoke(flag)[:2] == (0, f"collector {__version__}\n")
-    code, out, _ = invoke("--show-completion", "bash")
-    assert code == 0 and "_COLLECTOR_COMPLETE" in out and "complete " in out
+    collector = str(Path(sys.executable).parent / "collector")
+    shown = subprocess.run([collector, "--show-completion", "bash"], capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "_COLLECTOR_COMPLETE" in shown.stdout and "complete " in shown.stdout
     env = {**os.environ, "_COLLECTOR_COMPLETE": "complete_bash",
            "COMP_WORDS": "collector run-once --pool", "COMP_CWORD": "2"}
-    done = subprocess.run([str(Path(sys.executable).parent / "collector")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([collector], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["--pool-size"], done.stderr
 
 

@@ -22,10 +22,18 @@ from tests.server import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+# Every page a user reads: the README, docs/, CONTRIBUTING.md.
+PAGES = {path.relative_to(ROOT): path.read_text()
+         for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md",
+                      *sorted((ROOT / "docs").glob("*.md"))]}
 
 
-def fenced(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.M | re.S)
+def fenced(language: str, text: str = README) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def fenced_everywhere(language: str) -> list[tuple[Path, str]]:
+    return [(page, block) for page, text in PAGES.items() for block in fenced(language, text)]
 
 
 def commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -69,13 +77,15 @@ def test_the_readme_job_file_is_valid(tmp_path: Path) -> None:
 
 
 def readme_queries(dialect: str) -> dict[str, str]:
-    """The README's SQL by its first-line title, the other dialect's versions left out."""
+    """The SQL of the README and docs/ by its first-line title, the other dialect's versions
+    left out; a query shown on two pages is the same on both."""
     other = "(PostgreSQL)" if dialect == "sqlite" else "(SQLite)"
-    queries = {}
-    for block in fenced("sql"):
+    queries: dict[str, str] = {}
+    for _, block in fenced_everywhere("sql"):
         title = block.splitlines()[0].removeprefix("-- ")
         if not title.endswith(other):
-            queries[title.removesuffix(" (SQLite)").removesuffix(" (PostgreSQL)")] = block
+            title = title.removesuffix(" (SQLite)").removesuffix(" (PostgreSQL)")
+            assert queries.setdefault(title, block) == block, title
     return queries
 
 
@@ -121,3 +131,69 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
     changes = [(r["job_name"], r["query"], r["previous_sha256"], r["body_sha256"])
                for r in results["when a page's content changed"]]
     assert changes == [("news", "q=news", "w1", "w2")]
+
+
+def test_every_job_file_in_the_docs_is_valid(tmp_path: Path) -> None:
+    blocks = [(page, block) for page, block in fenced_everywhere("toml")
+              if block.startswith("[jobs.")]
+    assert len(blocks) >= 2  # the README's and docs/jobs.md's
+    for number, (page, block) in enumerate(blocks):
+        path = tmp_path / f"{number}.toml"
+        path.write_text(block)
+        assert load_job_file(path), page
+
+
+def _command_lines() -> list[tuple[Path, str]]:
+    found = []
+    for page, block in fenced_everywhere("sh"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("collector "):
+                found.append((page, line))
+    return found
+
+
+@pytest.mark.parametrize(("page", "line"), _command_lines(),
+                         ids=[line for _, line in _command_lines()])
+def test_every_command_line_in_the_docs_parses(page: Path, line: str) -> None:
+    import shlex
+
+    words = shlex.split(line, comments=True)[1:]
+    for end in (">", ">>", "|", "&&", ";"):  # the shell's, not collector's
+        if end in words:
+            words = words[:words.index(end)]
+    command: Any = get_command(app)
+    path = ["collector"]
+    while words and words[0] in getattr(command, "commands", {}):
+        path.append(words[0])
+        command = command.commands[words.pop(0)]
+    assert not hasattr(command, "commands"), f"{page}: {line}: no such command"
+    # Parses every option and argument as the command would (values through collector's
+    # own parsers), and runs nothing.
+    command.make_context(" ".join(path), words)
+
+
+def test_every_link_between_the_pages_leads_somewhere() -> None:
+    def anchors(text: str) -> set[str]:
+        return {re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+                for heading in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+    broken, checked = [], 0
+    for page, content in PAGES.items():
+        for target in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", content):
+            file, anchor = target
+            if file.startswith(("http://", "https://")):
+                continue
+            checked += 1
+            path = (ROOT / page).parent / file if file else ROOT / page
+            if not path.exists():
+                broken.append(f"{page}: {file}")
+            elif anchor and anchor not in anchors(path.read_text()):
+                broken.append(f"{page}: {file}#{anchor}")
+    assert broken == [] and checked >= 20
+
+
+def test_the_readme_fits_one_sitting() -> None:
+    assert len(README.splitlines()) <= 250
+    linked = set(re.findall(r"\]\((docs/[a-z]+\.md)\)", README))
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= linked
