@@ -6,7 +6,8 @@ SQLite's settings, SQLAlchemy's errors translated once),
 :mod:`~collector.store.batches` (claims, batches and requests) and
 :mod:`~collector.store.jobs` (the jobs table). Reads return collector's own
 dataclasses, never SQLAlchemy rows. This package knows nothing about HTTP: it
-saves a plain :class:`~collector.results.BatchResult`.
+records a plain :class:`~collector.results.PendingBatch` (:meth:`Store.record`, the one
+way a batch that ran is written).
 """
 
 from __future__ import annotations
