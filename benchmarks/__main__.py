@@ -22,7 +22,8 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, Scale
 
-SUITES = ("batch", "store", "run-once", "start-up", "concurrency", "reports", "daemon")
+SUITES = ("batch", "instructions", "store", "run-once", "start-up", "concurrency", "reports",
+          "daemon")
 
 
 def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[Figure]]:
@@ -30,6 +31,9 @@ def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[F
     if name == "batch":
         from benchmarks import batch
         return lambda: batch.run(scale)
+    if name == "instructions":
+        from benchmarks import instructions
+        return lambda: instructions.run(scale)
     if name == "store":
         from benchmarks import store
         return lambda: store.run(scale, postgres)
@@ -58,6 +62,8 @@ def _ratio(figure: Figure) -> str:
 def _value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "instructions":
+        return f"{value:,.0f}"
     return f"{value * 1000:.1f} ms" if unit == "s" and value < 10 else f"{value:.3g} {unit}"
 
 

@@ -52,18 +52,42 @@ class Meter:
     has its clock started when it first has a connection, and is watched from then.
     """
 
-    def __init__(self, watchdog: Watchdog | None = None) -> None:
+    def __init__(self, watchdog: Watchdog | None,
+                 classify: Callable[[BaseException], tuple[ErrorKind, str]], *,
+                 threads: int = 2) -> None:
         self._lock = threading.Lock()
-        self._current = threading.local()
+        # What the current request went over, per sending thread; with one sending
+        # thread a plain object does (a thread-local costs more at every access, and
+        # the meter is consulted about 20 times a request).
+        self._current: Any = threading.local() if threads > 1 else _Current()
         self._watchdog = watchdog
+        self._classify = classify  # an attempt's error as an error kind and a message
         self.tcp_connections = 0
 
     def begin_request(self, deadline: Deadline | None = None) -> None:
-        """A request starts on this thread: nothing connected or sent for it yet."""
-        self._current.connect_ms = None
-        self._current.reused = False
-        self._current.on_connection = None
-        self._current.deadline = deadline
+        """A request starts on this thread: nothing connected, sent or failed for it yet."""
+        current = self._current
+        current.connect_ms = None
+        current.reused = False
+        current.on_connection = None
+        current.deadline = deadline
+        current.attempts = None
+
+    def deadline(self) -> Deadline | None:
+        """The deadline of this thread's request, if it has one."""
+        deadline: Deadline | None = self._current.deadline
+        return deadline
+
+    def attempts(self) -> AttemptLog:
+        """This thread's request's failed attempts (the log made at its first one)."""
+        log: AttemptLog | None = self._current.attempts
+        if log is None:
+            log = self._current.attempts = AttemptLog(self._classify)
+        return log
+
+    def failed_attempts(self) -> tuple[FailedAttempt, ...]:
+        log: AttemptLog | None = self._current.attempts
+        return () if log is None else tuple(log.failed)
 
     def end_request(self) -> None:
         """This thread's request is over (call before its connection goes back to the pool)."""
@@ -112,6 +136,10 @@ class Meter:
         """For this thread's request: whether its last attempt went over an
         already-used connection, and how long its last connect took."""
         return self._current.reused, self._current.connect_ms
+
+
+class _Current:
+    """The one sending thread's current request, when a batch has one sending thread."""
 
 
 class FinalResponse(http.client.HTTPResponse):
@@ -205,33 +233,35 @@ class AttemptLog:
 
 
 class AttemptRetry(Retry):
-    """``Retry`` that records each failed attempt in ``log`` and never tries again, or
-    waits, past the request's ``deadline`` (both carried over by ``new()``)."""
+    """``Retry`` that records each failed attempt in the log of the request in progress on
+    its thread, and never tries again, or waits, past that request's deadline; both
+    come from its ``meter`` (carried over by ``new()``). Like every ``Retry`` it is
+    never changed once made, so one serves every request of a batch, on every thread."""
 
-    log: AttemptLog | None = None
-    deadline: Deadline | None = None
+    meter: Meter | None = None
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
-        retry.log = self.log
-        retry.deadline = self.deadline
+        retry.meter = self.meter
         return retry
 
     def increment(self, method: str | None = None, url: str | None = None,
                   response: BaseHTTPResponse | None = None, error: Exception | None = None,
                   _pool: ConnectionPool | None = None,
                   _stacktrace: TracebackType | None = None) -> Self:
-        if self.log is not None and error is not None:
-            self.log.record(error)
+        meter = self.meter
+        if meter is not None and error is not None:
+            meter.attempts().record(error)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        if self.deadline is not None and not self.deadline.allows(retry.wait(response)):
+        deadline = meter.deadline() if meter is not None else None
+        if deadline is not None and not deadline.allows(retry.wait(response)):
             # Out of time: a response is the answer as it is, an error the request's own.
             raise MaxRetryError(_pool, url, reason=error or ResponseError(  # type: ignore[arg-type]
-                f"no time left for another attempt within {self.deadline.total:g}s"))
-        if self.log is not None and error is None and response is not None:
+                f"no time left for another attempt within {deadline.total:g}s"))
+        if meter is not None and error is None and response is not None:
             # A status the job retries, and it will be tried again (when the retries
             # are used up, urllib3 returns this response: it is the request's answer).
-            self.log.record_status(response.status, response.reason)
+            meter.attempts().record_status(response.status, response.reason)
         return retry
 
     def wait(self, response: BaseHTTPResponse | None) -> float:

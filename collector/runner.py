@@ -52,7 +52,6 @@ from urllib3.util import Timeout, parse_url
 from collector import __version__
 from collector.deadline import Deadline, Watchdog
 from collector.meter import (
-    AttemptLog,
     AttemptRetry,
     CountingHTTPConnection,
     CountingHTTPSConnection,
@@ -102,13 +101,14 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
                     for position, query in enumerate(queries)]
         return _result(spec, started_at, requests, counts=(0, 0, 0))
     watchdog = Watchdog() if spec.timeout.total else None
-    meter = Meter(watchdog)
+    meter = Meter(watchdog, classify, threads=spec.concurrency)
+    retry = _retry(spec, meter)  # one for the batch: urllib3 never changes a Retry
     pool = _open_pool(spec, meter, origin=target.origin)
     try:
         def send(position: int) -> RequestResult | None:
             if stop is not None and stop.is_set():
                 return None
-            result = _send(pool, meter, spec, target, position, queries[position])
+            result = _send(pool, meter, retry, spec, target, position, queries[position])
             if on_request is not None:
                 on_request(result)
             return result
@@ -197,7 +197,7 @@ def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str) -> HTTPConnectionP
     return pool
 
 
-def _retry(spec: BatchSpec, attempts: AttemptLog, deadline: Deadline | None) -> AttemptRetry:
+def _retry(spec: BatchSpec, meter: Meter) -> AttemptRetry:
     # Statuses are data, retried only when the job lists them (retry_statuses), never
     # raised; redirects returned as they are. Retry-After is honoured for the listed
     # statuses up to retry_after_max; a wait or an attempt that would end past the
@@ -207,13 +207,12 @@ def _retry(spec: BatchSpec, attempts: AttemptLog, deadline: Deadline | None) -> 
                          respect_retry_after_header=bool(spec.retry_statuses),
                          retry_after_max=max(0, int(spec.retry_after_max)), backoff_factor=0.2,
                          backoff_max=5)
-    retry.log = attempts
-    retry.deadline = deadline
+    retry.meter = meter
     return retry
 
 
-def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Target,
-          position: int, fields: dict[str, str]) -> RequestResult:
+def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: BatchSpec,
+          target: _Target, position: int, fields: dict[str, str]) -> RequestResult:
     query = encode_query(fields, spec.fields)
     path, headers, body = target.path, target.headers, None
     if target.body_method:
@@ -222,8 +221,8 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
     else:
         path = with_query(path, query)
 
-    attempts = AttemptLog(classify)
-    deadline = Deadline(spec.timeout.total) if spec.timeout.total else None
+    total = spec.timeout.total
+    deadline = Deadline(total) if total else None
     meter.begin_request(deadline)
     started_at = datetime.now(UTC)
     start = time.perf_counter()
@@ -233,27 +232,32 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
     error: tuple[ErrorKind, str] | None = None
     try:
         response = pool.urlopen(spec.method, path, body=body, headers=headers,
-                                retries=_retry(spec, attempts, deadline), redirect=False,
+                                retries=retry, redirect=False,
                                 preload_content=False, decode_content=False)
         if spec.follow_redirects:
-            response = _follow(pool, meter, spec, target, path, body, headers, response,
-                               attempts, deadline)
+            response = _follow(pool, meter, retry, spec, target, path, body, headers,
+                               response)
     except Exception as exc:  # one failing request never stops the batch
         meter.end_request()
         error = _total_timeout(deadline) or classify(exc)
-        sent = meter.on_connection_at() or start
+        touched = meter.on_connection_at()
+        sent = touched or start
     else:
         # Times start when the request had a connection: waiting for the pool is apart.
-        sent = meter.on_connection_at() or start
+        touched = meter.on_connection_at()
+        sent = touched or start
         if deadline is not None and deadline.cut == "headers":
             # Cut halfway through its headers: http.client took what it had for a response.
             error = _total_timeout(deadline)
         else:
             ttfb_ms = ms_since(sent)
             status = response.status
-            content_type = response.headers.get("Content-Type")
-            content_length = _int_header(response.headers.get("Content-Length"))
-            error = _length_problem(response)
+            found = response.headers
+            content_type = found.get("Content-Type")
+            length = found.get("Content-Length")  # several are joined by ", "
+            if length is not None and not length.isdigit():
+                error = _length_problem(response)
+            content_length = _int_header(length)
         try:
             if error is None:
                 body_length, sha256, error = _read_body(response, spec, deadline)
@@ -262,14 +266,14 @@ def _send(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Targ
             if error is not None:
                 response.close()  # a half-read connection is never reused
             response.release_conn()
-    failed = tuple(attempts.failed)
+    failed = meter.failed_attempts()
+    tried = len(failed)
     if error is not None and status is not None:
         # The body failed after a response arrived: that attempt failed too.
         failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC),
                                  status=status),)
-    tries = len(attempts.failed) + (status is not None)
+    tries = tried + (status is not None)
     reused, connect_ms = meter.request_counts()
-    touched = meter.on_connection_at()
     return RequestResult(
         position=position, method=spec.method, url=target.origin + path, query=query,
         started_at=started_at, status=status, content_type=content_type,
@@ -285,9 +289,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 
 
-def _follow(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Target, path: str,
-            body: bytes | None, headers: dict[str, str], response: BaseHTTPResponse,
-            attempts: AttemptLog, deadline: Deadline | None) -> BaseHTTPResponse:
+def _follow(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: BatchSpec,
+            target: _Target, path: str, body: bytes | None, headers: dict[str, str],
+            response: BaseHTTPResponse) -> BaseHTTPResponse:
     """Follow redirects to the same origin through the batch's pool, each hop recorded.
 
     A redirect to another origin, or past MAX_REDIRECTS, is the answer as it is.
@@ -302,7 +306,7 @@ def _follow(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Ta
         parts = urlsplit(following)
         if f"{parts.scheme}://{parts.netloc}" != target.origin:
             return response  # another origin: recorded, not followed
-        attempts.record_redirect(response.status, following)
+        meter.attempts().record_redirect(response.status, following)
         response.drain_conn()
         meter.on_socket(None)  # the connection goes back to the pool: not ours to cut
         response.release_conn()
@@ -312,7 +316,7 @@ def _follow(pool: HTTPConnectionPool, meter: Meter, spec: BatchSpec, target: _Ta
         if parts.query:
             path += "?" + parts.query
         response = pool.urlopen(method, path, body=body, headers=headers,
-                                retries=_retry(spec, attempts, deadline), redirect=False,
+                                retries=retry, redirect=False,
                                 preload_content=False, decode_content=False)
     return response
 
@@ -327,8 +331,9 @@ def _read_body(response: BaseHTTPResponse, spec: BatchSpec, deadline: Deadline |
     """
     digest = hashlib.sha256()
     length = 0
-    sock = getattr(response.connection, "sock", None)
+    sock = None
     if deadline is not None:
+        sock = getattr(response.connection, "sock", None)
         deadline.phase = "body"
     while True:
         if deadline is not None:

@@ -78,8 +78,9 @@ class JobSpec:
 def encode_query(query: dict[str, str], common: dict[str, str], *, shown: bool = False) -> str:
     """A request's fields as sent: the query's own, then the common ones it does not set,
     form-encoded. ``shown`` keeps ``${...}`` references readable, as they are stored."""
-    merged = {**query, **{k: v for k, v in common.items() if k not in query}}
-    return urlencode(merged, safe="${}:" if shown else "")
+    if common:
+        query = {**query, **{k: v for k, v in common.items() if k not in query}}
+    return urlencode(query, safe="${}:" if shown else "")
 
 
 def with_query(path: str, query: str) -> str:
