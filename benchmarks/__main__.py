@@ -22,8 +22,8 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, Scale
 
-SUITES = ("batch", "instructions", "store", "run-once", "start-up", "concurrency", "reports",
-          "daemon")
+SUITES = ("batch", "instructions", "peers", "store", "run-once", "start-up", "concurrency",
+          "reports", "daemon")
 
 
 def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[Figure]]:
@@ -34,6 +34,9 @@ def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[F
     if name == "instructions":
         from benchmarks import instructions
         return lambda: instructions.run(scale)
+    if name == "peers":
+        from benchmarks import peers
+        return lambda: peers.run(scale)
     if name == "store":
         from benchmarks import store
         return lambda: store.run(scale, postgres)
