@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from collector.errors import KeyProblem, LocalProblem
-from collector.quantities import parse_duration, parse_size, show
+from collector.quantities import DAY, parse_duration, parse_size, show
 from collector.schedule import cron_trigger, is_timezone
 from collector.settings import without_password
 from collector.spec import METHODS, BatchSpec, JobSpec, Timeouts
@@ -150,7 +150,6 @@ def _headers(value: object) -> dict[str, str]:
     return headers
 
 
-DAY = 86400.0
 
 
 def _duration(key: str, maximum: float = DAY) -> Callable[[object], float]:

@@ -13,6 +13,8 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
+DAY = 86400.0  # seconds: the bound of every duration a job or an option takes
+
 DURATION_HINT = "use 250ms, 30s, 5m, 1h, 1d or a number of seconds"
 SIZE_HINT = "use 65536, 512KiB, 10MB"
 

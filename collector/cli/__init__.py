@@ -13,8 +13,6 @@ batch, whose requests are kept (:class:`~collector.errors.Interrupted`).
 from __future__ import annotations
 
 import gc
-import logging
-import sys
 from typing import Any
 
 import typer
@@ -66,37 +64,9 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """Scheduled HTTP data collection with persisted results."""
-    _warnings_to_stderr()
+    from collector.cli.stderr import warnings_to_stderr
 
-
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"collector: {record.levelname.lower()}: {record.getMessage()}"
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to ``sys.stderr`` as it is when a record comes (as logging's last resort
-    does), not as it was when the handler was made."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass  # StreamHandler.__init__ sets it; sys.stderr is read at each record
-
-
-def _warnings_to_stderr() -> None:
-    """Warnings of commands other than the daemon (which sets up its own log) go to stderr
-    as one line each, through the redacting filter, like the daemon's."""
-    from collector.redaction import RedactingFilter
-
-    handler = _Stderr()
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(_OneLine())
-    handler.addFilter(RedactingFilter())
-    logging.lastResort = handler
+    warnings_to_stderr()
 
 
 def _register() -> None:

@@ -10,8 +10,7 @@ import typer
 
 from collector.cli.options import DbOption, one_of, whole
 from collector.errors import ConfigError, JobFilesInvalid
-from collector.jobkeys import DAY
-from collector.quantities import parse_duration
+from collector.quantities import DAY, parse_duration
 
 
 class LogFormat(StrEnum):
