@@ -297,6 +297,8 @@ def _insert_requests(conn: Connection,
 
 def _sqlite_time(value: datetime) -> str:
     """A time as collector's UTCDateTime stores it in SQLite: UTC wall time, microseconds."""
+    if value.tzinfo is UTC:  # as the runner stamps them: the text less its "+00:00"
+        return value.isoformat(" ", "microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
