@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -161,8 +162,7 @@ def test_server_text_is_made_storable(db_url: str, spec: BatchSpec) -> None:
     result = run_batch(spec)
     request = result.requests[0]
     hostile = "text/plain\x00\x1b[31mred" + "x" * 1000
-    poisoned = BatchResult(**{**result.__dict__, "requests": (
-        type(request)(**{**request.__dict__, "content_type": hostile}),)})
+    poisoned = replace(result, requests=(replace(request, content_type=hostile),))
     with open_store(db_url) as store:
         batch_id = store.save_batch(poisoned, job_name="search")
         assert batch_id is not None
