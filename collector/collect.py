@@ -99,7 +99,8 @@ def record(store: Store, batches: Sequence[PendingBatch], *, spool: Spool | None
 
     A batch the database refuses is found by recording them one at a time (the
     others are stored); when the database is unavailable (or ``away`` says it is
-    known to be, so nothing is tried) each batch goes to ``spool``, when given.
+    known to be, so nothing is tried) each batch not yet stored goes to ``spool``,
+    when given.
     """
     errors: dict[int, StoreError] = {}
     ids: list[int | None] = [None] * len(batches)
@@ -112,6 +113,9 @@ def record(store: Store, batches: Sequence[PendingBatch], *, spool: Spool | None
             for i, batch in enumerate(batches):
                 try:
                     (ids[i],) = store.record([batch])
+                except DatabaseUnavailable as exc:  # gone meanwhile: the rest need not wait
+                    errors.update(dict.fromkeys(range(i, len(batches)), exc))
+                    break
                 except StoreError as exc:
                     errors[i] = exc
     if away is not None:

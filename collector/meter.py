@@ -54,7 +54,7 @@ class Meter:
 
     def __init__(self, watchdog: Watchdog | None,
                  classify: Callable[[BaseException], tuple[ErrorKind, str]], *,
-                 threads: int = 2) -> None:
+                 threads: int) -> None:
         self._lock = threading.Lock()
         # What the current request went over, per sending thread; with one sending
         # thread a plain object does (a thread-local costs more at every access, and

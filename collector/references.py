@@ -24,7 +24,7 @@ from collector.errors import ConfigError
 from collector.jobkeys import REFERENCE, header_value_problem
 from collector.redaction import REDACTED, SECRETS
 from collector.results import BatchResult, RequestResult
-from collector.spec import BatchSpec, encode_query, with_query
+from collector.spec import BODY_METHODS, BatchSpec, encode_query, with_query
 
 __all__ = ["REDACTED", "Prepared", "prepare", "redacted"]
 
@@ -58,7 +58,8 @@ class Prepared:
         if self._rewrites:
             query = encode_query(self._queries[request.position], self.shown.fields,
                                  shown=True)
-            path = self._path if self.shown.method == "POST" else with_query(self._path, query)
+            path = (self._path if self.shown.method in BODY_METHODS
+                    else with_query(self._path, query))
             request = dataclasses.replace(request, url=self._origin + path, query=query)
         if self.values and (request.error or request.failed_attempts):
             clean = SECRETS.scrub
@@ -81,10 +82,9 @@ class Prepared:
 
     @cached_property
     def _origin(self) -> str:
-        from urllib3.util import parse_url
+        from collector.runner import origin  # here: jobs show need not import urllib3
 
-        url = parse_url(self.shown.url)
-        return f"{url.scheme}://{url.host or ''}" + (f":{url.port}" if url.port is not None else "")
+        return origin(self.shown.url)
 
     @cached_property
     def _path(self) -> str:

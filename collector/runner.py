@@ -47,7 +47,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.response import BaseHTTPResponse
-from urllib3.util import Timeout, parse_url
+from urllib3.util import Timeout, Url, parse_url
 
 from collector import __version__
 from collector.deadline import Deadline, Watchdog
@@ -59,13 +59,12 @@ from collector.meter import (
     ms_since,
 )
 from collector.results import BatchResult, ErrorKind, FailedAttempt, RequestResult
-from collector.spec import BatchSpec, encode_query, with_query
+from collector.spec import BODY_METHODS, BatchSpec, encode_query, with_query
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"collector/{__version__}"
 _CHUNK = 64 * 1024
-_BODY_METHODS = frozenset({"POST"})
 
 OnRequest = Callable[[RequestResult], None]
 
@@ -165,12 +164,20 @@ def _unsent(spec: BatchSpec, target: _Target, position: int, fields: dict[str, s
     )
 
 
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` as urllib3 reads it: how a stored URL begins."""
+    return _origin(parse_url(url))
+
+
+def _origin(url: Url) -> str:
+    return f"{url.scheme}://{url.host or ''}" + (f":{url.port}" if url.port is not None else "")
+
+
 def _target(spec: BatchSpec) -> _Target:
     url = parse_url(spec.url)
-    origin = f"{url.scheme}://{url.host or ''}" + (f":{url.port}" if url.port is not None else "")
-    return _Target(origin=origin, path=url.request_uri,
+    return _Target(origin=_origin(url), path=url.request_uri,
                    headers={"User-Agent": USER_AGENT, **spec.headers},
-                   body_method=spec.method in _BODY_METHODS)
+                   body_method=spec.method in BODY_METHODS)
 
 
 def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str) -> HTTPConnectionPool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 METHODS = ("GET", "HEAD", "POST")
+BODY_METHODS = frozenset({"POST"})  # methods whose fields go in a form body, not the URL
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_RETRY_AFTER_MAX = 30.0

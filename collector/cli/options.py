@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 from urllib.parse import parse_qsl
 
 import typer
@@ -145,18 +145,19 @@ class BatchOptions:
     """The batch's options as given (None: not given, so a job file's default applies);
     declared once, for every command that takes them (:func:`batch_options`)."""
 
-    url: str | None = None
-    query: list[str] | None = None
-    field: list[str] | None = None
-    method: str | None = None
-    pool_size: int | None = None
-    concurrency: int | None = None
-    timeout: str | None = None
-    total_timeout: str | None = None
-    retries: int | None = None
-    header: list[str] | None = None
-    ca_file: str | None = None
-    max_body: str | None = None
+    # Each field's annotation is its option too: batch_options gives commands these.
+    url: UrlOption = None
+    query: QueryOption = None
+    field: FieldOption = None
+    method: MethodOption = None
+    pool_size: PoolSizeOption = None
+    concurrency: ConcurrencyOption = None
+    timeout: TimeoutOption = None
+    total_timeout: TotalTimeoutOption = None
+    retries: RetriesOption = None
+    header: HeaderOption = None
+    ca_file: CaFileOption = None
+    max_body: MaxBodyOption = None
 
     def given(self) -> list[str]:
         """The options given, as they are written: ``--pool-size``."""
@@ -186,12 +187,7 @@ class BatchOptions:
         }
 
 
-_BATCH_OPTIONS = {
-    "url": UrlOption, "query": QueryOption, "field": FieldOption, "method": MethodOption,
-    "pool_size": PoolSizeOption, "concurrency": ConcurrencyOption, "timeout": TimeoutOption,
-    "total_timeout": TotalTimeoutOption, "retries": RetriesOption, "header": HeaderOption,
-    "ca_file": CaFileOption, "max_body": MaxBodyOption,
-}
+_BATCH_OPTIONS: dict[str, Any] = get_type_hints(BatchOptions, include_extras=True)
 
 _Command = TypeVar("_Command", bound=Callable[..., None])
 

@@ -418,12 +418,12 @@ class Daemon:
                       if self.database_away.is_set() else None)
         outcomes = record(self.store, [self._pending(f) for f in claimed], spool=self.spool,
                           away=known_away)
+        outage = next((o.store_error for o in outcomes if o.transient), None)
+        if outage is not None and known_away is None:
+            self._away(f"writing {len(claimed)} batches: {outage}")
         outcomes += record(self.store, [self._pending(f) for f in offline], spool=self.spool,
                            away=DatabaseUnavailable(self.store.url, "away when the fire was due"))
         for fire, outcome in zip(claimed + offline, outcomes, strict=True):
-            error = outcome.store_error
-            if error is not None and error.transient and fire in claimed and not known_away:
-                self._away(f"writing {len(claimed)} batches: {error}")
             if outcome.spool_error is not None:
                 self.metrics.spool_write_failures.inc()
                 self.skips.skip(fire.job.name, "spool_full", fire.scheduled_for)
