@@ -5,7 +5,9 @@ well under 1%, so they show a change of a few per cent that timing cannot. Each
 mode runs twice in a fresh ``python`` under ``valgrind --tool=callgrind``, with
 ``small`` and ``large`` requests against the fast local server (its own process,
 not under valgrind); the difference of the two totals over the difference of the
-counts is what one request costs, start-up and imports cancelled out. Skipped
+counts is what one request costs, start-up and imports cancelled out. Every run
+has the same string hashes (PYTHONHASHSEED=0): with random ones the same code
+measured up to 6k instructions a request apart, with a fixed one within 50. Skipped
 (no figure) where valgrind is not installed. Usage:
 
     python -m benchmarks.instructions [--requests 2000]
@@ -14,6 +16,7 @@ counts is what one request costs, start-up and imports cancelled out. Skipped
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -66,7 +69,8 @@ def instructions(mode: str, url: str, count: int, folder: Path) -> int:
     out = folder / f"{mode}-{count}.out"
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                     "--dump-instr=no", sys.executable, "-c", _SCRIPT, mode, url, str(count)],
-                   check=True, cwd=ROOT, capture_output=True, timeout=1800)
+                   check=True, cwd=ROOT, capture_output=True, timeout=1800,
+                   env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), flags=re.M)
     assert found is not None, f"no instruction total in {out}"
     return int(found.group(1))

@@ -58,20 +58,26 @@ class Meter:
         self._lock = threading.Lock()
         # What the current request went over, per sending thread; with one sending
         # thread a plain object does (a thread-local costs more at every access, and
-        # the meter is consulted about 20 times a request).
-        self._current: Any = threading.local() if threads > 1 else _Current()
+        # it is read and set about 15 times a request).
+        self._current: Any = _ThreadCurrent() if threads > 1 else Current()
         self._watchdog = watchdog
+        self.bounded = watchdog is not None  # requests have deadlines (a total timeout)
         self._classify = classify  # an attempt's error as an error kind and a message
         self.tcp_connections = 0
 
-    def begin_request(self, deadline: Deadline | None = None) -> None:
-        """A request starts on this thread: nothing connected, sent or failed for it yet."""
-        current = self._current
+    def begin_request(self, deadline: Deadline | None = None) -> Current:
+        """A request starts on this thread: nothing connected, sent or failed for it yet.
+
+        Returns what the meter learns of it as it goes (the sending thread's own
+        :class:`Current`), read by the runner once the request is over.
+        """
+        current: Current = self._current
         current.connect_ms = None
         current.reused = False
         current.on_connection = None
         current.deadline = deadline
         current.attempts = None
+        return current
 
     def deadline(self) -> Deadline | None:
         """The deadline of this thread's request, if it has one."""
@@ -85,10 +91,6 @@ class Meter:
             log = self._current.attempts = AttemptLog(self._classify)
         return log
 
-    def failed_attempts(self) -> tuple[FailedAttempt, ...]:
-        log: AttemptLog | None = self._current.attempts
-        return () if log is None else tuple(log.failed)
-
     def end_request(self) -> None:
         """This thread's request is over (call before its connection goes back to the pool)."""
         deadline: Deadline | None = self._current.deadline
@@ -97,11 +99,15 @@ class Meter:
 
     def got_connection(self) -> None:
         """This thread's request has a connection now (its wait for the pool is over)."""
-        if self._current.on_connection is None:
-            self._current.on_connection = time.perf_counter()
-            deadline = self._current.deadline
-            if deadline is not None and deadline.start() and self._watchdog is not None:
-                self._watchdog.watch(deadline)
+        current = self._current
+        if current.on_connection is None:
+            self._started(current)
+
+    def _started(self, current: Current) -> None:
+        current.on_connection = time.perf_counter()
+        deadline = current.deadline
+        if deadline is not None and deadline.start() and self._watchdog is not None:
+            self._watchdog.watch(deadline)
 
     def cap_timeout(self, timeout: float | None, phase: Phase) -> float | None:
         """``timeout`` (seconds, None: none) shortened to what this thread's request has
@@ -119,11 +125,6 @@ class Meter:
         if deadline is not None:
             deadline.sock = sock
 
-    def on_connection_at(self) -> float | None:
-        """When (``perf_counter``) this thread's request first had a connection, if it did."""
-        at: float | None = self._current.on_connection
-        return at
-
     def connected(self, ms: float) -> None:
         with self._lock:
             self.tcp_connections += 1
@@ -132,14 +133,31 @@ class Meter:
     def sent(self, *, reused: bool) -> None:
         self._current.reused = reused
 
-    def request_counts(self) -> tuple[bool, float | None]:
-        """For this thread's request: whether its last attempt went over an
-        already-used connection, and how long its last connect took."""
-        return self._current.reused, self._current.connect_ms
+    def sending(self, sock: socket.socket | None, *, reused: bool) -> None:
+        """This thread's request is being sent over ``sock`` (None: not connected yet):
+        :meth:`got_connection`, :meth:`sent` and :meth:`on_socket` in one call."""
+        current = self._current
+        if current.on_connection is None:
+            self._started(current)
+        current.reused = reused
+        if current.deadline is not None:
+            current.deadline.sock = sock
 
 
-class _Current:
-    """The one sending thread's current request, when a batch has one sending thread."""
+class Current:
+    """What one sending thread's current request went over: set by the meter and the
+    connections as it goes, read by the runner when it is over (a thread-local of
+    these attributes when a batch has several sending threads)."""
+
+    connect_ms: float | None  # how long its last connect took, if it connected
+    reused: bool  # its last attempt went over a connection that had carried a request
+    on_connection: float | None  # when (perf_counter) it first had a connection
+    deadline: Deadline | None
+    attempts: AttemptLog | None  # its failed attempts, made at the first one
+
+
+class _ThreadCurrent(threading.local, Current):
+    """:class:`Current` for each of a batch's several sending threads."""
 
 
 class FinalResponse(http.client.HTTPResponse):
@@ -151,18 +169,20 @@ class FinalResponse(http.client.HTTPResponse):
     """
 
     def begin(self) -> None:
-        super().begin()
+        http.client.HTTPResponse.begin(self)
         while 100 <= self.status < 200 and self.status != 101:
             self.headers = self.msg = None  # type: ignore[assignment]  # begin() reads anew
-            super().begin()
+            http.client.HTTPResponse.begin(self)
 
 
 class CountingHTTPConnection(HTTPConnection):
     """urllib3's HTTPConnection, counted by the Meter given as the ``meter`` keyword argument.
 
     A request goes over a re-used connection when the socket is open and has
-    already carried a request since it was connected. (HTTPS connects before
-    ``request()``, plain HTTP inside it.)
+    already carried a request since it was connected. Every request begins in
+    ``putrequest()`` (urllib3's ``request()`` calls it first; it is http.client's
+    public step, and wrapping it with its own arguments costs a fifth of wrapping
+    ``request()``); HTTPS connects before it, plain HTTP after it, while sending.
     """
 
     response_class = FinalResponse
@@ -170,7 +190,8 @@ class CountingHTTPConnection(HTTPConnection):
     def __init__(self, *args: Any, meter: Meter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._meter = meter
-        self._carried_request = False
+        self._carried_request = False  # the open socket has carried a request
+        self._connects_sending = False  # putrequest() found no socket: send() connects
 
     def connect(self) -> None:
         self._meter.got_connection()
@@ -186,28 +207,30 @@ class CountingHTTPConnection(HTTPConnection):
             if self.sock is not None:
                 self._meter.connected(ms_since(start))
             raise
-        self._carried_request = False
+        # Connected while sending (plain HTTP): the request being sent is its first.
+        self._carried_request, self._connects_sending = self._connects_sending, False
+        self._meter.on_socket(self.sock)
         self._meter.connected(ms_since(start))
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._meter.got_connection()
-        self._meter.sent(reused=self.sock is not None and self._carried_request)
-        self._meter.on_socket(self.sock)
-        super().request(*args, **kwargs)  # plain HTTP connects in here
-        self._meter.on_socket(self.sock)
-        self._carried_request = True
+    def putrequest(self, method: str, url: str, skip_host: bool = False,
+                   skip_accept_encoding: bool = False) -> None:
+        sock = self.sock
+        self._meter.sending(sock, reused=sock is not None and self._carried_request)
+        self._carried_request, self._connects_sending = True, sock is None
+        super().putrequest(method, url, skip_host, skip_accept_encoding)
 
     def getresponse(self) -> HTTPResponse:  # type: ignore[override]
         # The status line and headers may come a byte at a time: each read waits at
         # most what the request has left, and the watchdog cuts the rest.
-        self.timeout = self._meter.cap_timeout(self.timeout, "headers")
+        if self._meter.bounded:
+            self.timeout = self._meter.cap_timeout(self.timeout, "headers")
         return super().getresponse()
 
 
 class CountingHTTPSConnection(CountingHTTPConnection, HTTPSConnection):
     """urllib3's HTTPSConnection, counted as :class:`CountingHTTPConnection` is.
 
-    Its ``connect()`` and ``request()`` wrap HTTPSConnection's (the method order
+    Its ``connect()`` and ``putrequest()`` wrap HTTPSConnection's (the method order
     puts HTTPSConnection right after CountingHTTPConnection).
     """
 

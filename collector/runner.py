@@ -113,7 +113,7 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
             return result
 
         if spec.concurrency == 1:
-            sent = [send(i) for i in range(len(queries))]
+            sent = list(map(send, range(len(queries))))
         else:
             with ThreadPoolExecutor(max_workers=spec.concurrency,
                                     thread_name_prefix="collector-request") as threads:
@@ -230,7 +230,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
 
     total = spec.timeout.total
     deadline = Deadline(total) if total else None
-    meter.begin_request(deadline)
+    current = meter.begin_request(deadline)
     started_at = datetime.now(UTC)
     start = time.perf_counter()
     status = content_type = content_length = ttfb_ms = None
@@ -245,13 +245,14 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
             response = _follow(pool, meter, retry, spec, target, path, body, headers,
                                response)
     except Exception as exc:  # one failing request never stops the batch
-        meter.end_request()
+        if deadline is not None:
+            meter.end_request()
         error = _total_timeout(deadline) or classify(exc)
-        touched = meter.on_connection_at()
+        touched = current.on_connection
         sent = touched or start
     else:
         # Times start when the request had a connection: waiting for the pool is apart.
-        touched = meter.on_connection_at()
+        touched = current.on_connection
         sent = touched or start
         if deadline is not None and deadline.cut == "headers":
             # Cut halfway through its headers: http.client took what it had for a response.
@@ -259,33 +260,35 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         else:
             ttfb_ms = ms_since(sent)
             status = response.status
-            found = response.headers
-            content_type = found.get("Content-Type")
-            length = found.get("Content-Length")  # several are joined by ", "
-            if length is not None and not length.isdigit():
-                error = _length_problem(response)
-            content_length = _int_header(length)
+            content_type = response.headers.get("Content-Type")
+            # urllib3 has read a Content-Length that is one length (and set 0 for HEAD,
+            # 204 and 304 without reading it): the header itself only when it is not that.
+            content_length = response.length_remaining or None
+            if content_length is None:
+                content_length, error = _content_length(response)
         try:
             if error is None:
                 body_length, sha256, error = _read_body(response, spec, deadline)
         finally:
-            meter.end_request()  # before the connection can carry another request
+            if deadline is not None:
+                meter.end_request()  # before the connection can carry another request
             if error is not None:
                 response.close()  # a half-read connection is never reused
             response.release_conn()
-    failed = meter.failed_attempts()
+    log = current.attempts
+    failed = () if log is None else tuple(log.failed)
     tried = len(failed)
     if error is not None and status is not None:
         # The body failed after a response arrived: that attempt failed too.
         failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC),
                                  status=status),)
     tries = tried + (status is not None)
-    reused, connect_ms = meter.request_counts()
     return RequestResult(
         position=position, method=spec.method, url=target.origin + path, query=query,
         started_at=started_at, status=status, content_type=content_type,
         body_length=body_length, content_length=content_length, body_sha256=sha256,
-        elapsed_ms=ms_since(sent), connect_ms=connect_ms, ttfb_ms=ttfb_ms, reused=reused,
+        elapsed_ms=ms_since(sent), connect_ms=current.connect_ms, ttfb_ms=ttfb_ms,
+        reused=current.reused,
         attempts=max(tries, 1), error_kind=error[0] if error else None,
         error=error[1] if error else None, failed_attempts=failed,
         queued_ms=None if touched is None else round((touched - start) * 1000, 3),
@@ -437,23 +440,16 @@ def _cause(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _length_problem(response: BaseHTTPResponse) -> tuple[ErrorKind, str] | None:
-    """A Content-Length that is not one length (negative, not a number, two that differ):
-    the body's end cannot be known, so the response is a protocol error."""
+def _content_length(response: BaseHTTPResponse
+                    ) -> tuple[int | None, tuple[ErrorKind, str] | None]:
+    """The response's Content-Length, and the protocol error when it is not one length
+    (negative, not a number, two that differ): the body's end cannot be known."""
     values = [v.strip() for header in response.headers.getlist("Content-Length")
               for v in header.split(",")]
     if not values:
-        return None
+        return None, None
     if not all(v.isdigit() for v in values):
-        return "protocol", f"Content-Length {', '.join(values)!r} is not a length"
+        return None, ("protocol", f"Content-Length {', '.join(values)!r} is not a length")
     if len({int(v) for v in values}) > 1:
-        return "protocol", f"Content-Length headers disagree ({', '.join(values)})"
-    return None
-
-
-def _int_header(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
+        return None, ("protocol", f"Content-Length headers disagree ({', '.join(values)})")
+    return int(values[0]), None

@@ -104,6 +104,10 @@ def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
         extra = " (pip install 'collector[postgres]')" if "psycopg" in str(exc) else ""
         raise ConfigError(f"database URL {parsed.render_as_string()!r} needs the Python module "
                           f"{exc.name!r}, which is not installed{extra}") from None
+    if engine.dialect.name == "postgresql":
+        from collector.models import for_postgresql
+
+        for_postgresql()
     if engine.dialect.name == "sqlite":
         busy_ms = int(busy_timeout * 1000)
         event.listen(engine, "connect", lambda conn, _record: _sqlite_connect(conn, busy_ms))
