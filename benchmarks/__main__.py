@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, Scale
 
-SUITES = ("batch", "instructions", "peers", "store", "run-once", "start-up", "concurrency",
+SUITES = ("batch", "instructions", "peers", "store", "rows", "run-once", "start-up", "concurrency",
           "reports", "daemon")
 
 
@@ -40,6 +40,9 @@ def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[F
     if name == "store":
         from benchmarks import store
         return lambda: store.run(scale, postgres)
+    if name == "rows":
+        from benchmarks import rows
+        return lambda: rows.run(scale, postgres)
     if name == "run-once":
         from benchmarks import process
         return lambda: process.run_once(scale)

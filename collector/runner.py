@@ -289,7 +289,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         body_length=body_length, content_length=content_length, body_sha256=sha256,
         elapsed_ms=ms_since(sent), connect_ms=current.connect_ms, ttfb_ms=ttfb_ms,
         reused=current.reused,
-        attempts=max(tries, 1), error_kind=error[0] if error else None,
+        attempts=tries or 1, error_kind=error[0] if error else None,
         error=error[1] if error else None, failed_attempts=failed,
         queued_ms=None if touched is None else round((touched - start) * 1000, 3),
     )
@@ -353,7 +353,8 @@ def _read_body(response: BaseHTTPResponse, spec: BatchSpec, deadline: Deadline |
             if sock is not None:
                 sock.settimeout(min(spec.timeout.read, remaining))
         try:
-            chunk = response.read1(min(_CHUNK, spec.max_body + 1 - length),
+            left = spec.max_body + 1 - length
+            chunk = response.read1(_CHUNK if left > _CHUNK else left,
                                    decode_content=False)
         except Exception as exc:
             return length, None, _total_timeout(deadline) or classify(exc)
