@@ -125,10 +125,12 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
         if value != batch.headers.get(name) and (problem := header_value_problem(value)):
             raise ConfigError(f"{where}: headers.{name}: the value from the environment: "
                               f"{problem}")
+    queries = batch.queries  # as they are unless one refers to something: most batches
+    if any("${" in v for query in queries for v in query.values()):
+        queries = tuple(expand_all(f"queries[{i}]", q) for i, q in enumerate(queries))
     ready = dataclasses.replace(
         batch, url=expand("url", batch.url), headers=headers,
-        fields=expand_all("fields", batch.fields),
-        queries=tuple(expand_all(f"queries[{i}]", q) for i, q in enumerate(batch.queries)))
+        fields=expand_all("fields", batch.fields), queries=queries)
     shown = redacted(batch)
     if batch.redact:
         hidden = set(batch.redact)
