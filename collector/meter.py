@@ -97,18 +97,6 @@ class Meter:
         if deadline is not None and self._watchdog is not None:
             self._watchdog.done(deadline)
 
-    def got_connection(self) -> None:
-        """This thread's request has a connection now (its wait for the pool is over)."""
-        current = self._current
-        if current.on_connection is None:
-            self._started(current)
-
-    def _started(self, current: Current) -> None:
-        current.on_connection = time.perf_counter()
-        deadline = current.deadline
-        if deadline is not None and deadline.start() and self._watchdog is not None:
-            self._watchdog.watch(deadline)
-
     def cap_timeout(self, timeout: float | None, phase: Phase) -> float | None:
         """``timeout`` (seconds, None: none) shortened to what this thread's request has
         left, which is now in ``phase``."""
@@ -130,15 +118,16 @@ class Meter:
             self.tcp_connections += 1
         self._current.connect_ms = ms
 
-    def sent(self, *, reused: bool) -> None:
-        self._current.reused = reused
-
-    def sending(self, sock: socket.socket | None, *, reused: bool) -> None:
-        """This thread's request is being sent over ``sock`` (None: not connected yet):
-        :meth:`got_connection`, :meth:`sent` and :meth:`on_socket` in one call."""
+    def attempting(self, sock: socket.socket | None, *, reused: bool) -> None:
+        """An attempt of this thread's request goes over ``sock`` (None: not connected
+        yet), a connection that has carried a request before when ``reused``. The first
+        attempt ends the request's wait for the pool: its clock (and watchdog) start."""
         current = self._current
         if current.on_connection is None:
-            self._started(current)
+            current.on_connection = time.perf_counter()
+            deadline = current.deadline
+            if deadline is not None and deadline.start() and self._watchdog is not None:
+                self._watchdog.watch(deadline)
         current.reused = reused
         if current.deadline is not None:
             current.deadline.sock = sock
@@ -194,8 +183,7 @@ class CountingHTTPConnection(HTTPConnection):
         self._connects_sending = False  # putrequest() found no socket: send() connects
 
     def connect(self) -> None:
-        self._meter.got_connection()
-        self._meter.sent(reused=False)  # an attempt that connects is on a new connection
+        self._meter.attempting(None, reused=False)  # one that connects: a new connection
         self.timeout = self._meter.cap_timeout(self.timeout, "connect")
         start = time.perf_counter()
         try:
@@ -215,7 +203,7 @@ class CountingHTTPConnection(HTTPConnection):
     def putrequest(self, method: str, url: str, skip_host: bool = False,
                    skip_accept_encoding: bool = False) -> None:
         sock = self.sock
-        self._meter.sending(sock, reused=sock is not None and self._carried_request)
+        self._meter.attempting(sock, reused=sock is not None and self._carried_request)
         self._carried_request, self._connects_sending = True, sock is None
         super().putrequest(method, url, skip_host, skip_accept_encoding)
 
