@@ -22,8 +22,8 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, Scale
 
-SUITES = ("batch", "instructions", "peers", "store", "rows", "run-once", "start-up", "concurrency",
-          "reports", "daemon")
+SUITES = ("batch", "instructions", "peers", "phases", "store", "rows", "run-once", "start-up",
+          "concurrency", "reports", "daemon")
 
 
 def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[Figure]]:
@@ -37,6 +37,9 @@ def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[F
     if name == "peers":
         from benchmarks import peers
         return lambda: peers.run(scale)
+    if name == "phases":
+        from benchmarks import phases
+        return lambda: phases.run(scale)
     if name == "store":
         from benchmarks import store
         return lambda: store.run(scale, postgres)

@@ -143,6 +143,33 @@ def for_postgresql() -> None:
     running_index.dialect_kwargs["postgresql_where"] = _RUNNING
 
 
+connections = Table(
+    "connections", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False,
+           comment="the batch's 1st, 2nd, ... TCP connection, in the order they were opened"),
+    Column("position", Integer, comment="the request that opened it"),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("remote_address", String(64), comment="the address connected to (a proxy's)"),
+    Column("remote_port", Integer),
+    Column("dns_ms", Float, comment="the host's lookup; NULL without one"),
+    Column("tcp_ms", Float, comment="the TCP connect (through a proxy: and its handshake)"),
+    Column("tls_ms", Float, comment="the TLS handshake with the server; NULL without TLS"),
+    Column("tls_version", String(20)),
+    Column("cipher", String(100)),
+    Column("alpn", String(50), comment="the protocol agreed by ALPN, if any"),
+    Column("cert_subject", Text, comment="the server certificate's subject (RFC 4514)"),
+    Column("cert_issuer", Text),
+    Column("cert_sha256", String(64), comment="SHA-256 of the certificate's DER"),
+    Column("cert_not_before", UTCDateTime()),
+    Column("cert_not_after", UTCDateTime()),
+    Column("chain_not_after", UTCDateTime(),
+           comment="the earliest expiry over the certificates Python gives"),
+    Column("error_kind", String(20), comment="its TLS handshake (or proxy tunnel) failed"),
+    UniqueConstraint("batch_id", "number"),
+)
+
 requests = Table(
     "requests", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
@@ -167,6 +194,14 @@ requests = Table(
     Column("error_kind", String(20)),
     Column("error", Text),
     Column("failed_attempts", JSON(none_as_null=True), comment=FAILED_ATTEMPTS),
+    Column("dns_ms", Float, comment="phases of the connection it opened: NULL when re-used"),
+    Column("tcp_ms", Float),
+    Column("tls_ms", Float),
+    Column("http_version", String(10), comment="of the response: 1.1 or 1.0"),
+    # No foreign key: the connections of pruned batches go without a look into every
+    # request row (there is no index on this column), and the rows of both are written
+    # in one transaction, by collector alone.
+    Column("connection_id", Id, comment="connections.id of the connection it went over"),
     UniqueConstraint("batch_id", "position"),
     Index(None, "started_at"),
 )

@@ -75,6 +75,13 @@ class RequestResult:
     error: str | None = None
     failed_attempts: tuple[FailedAttempt, ...] = ()
     queued_ms: float | None = None
+    # The phases of the connection it opened (NULL over a re-used one, dns_ms without a
+    # lookup, tls_ms without TLS); connect_ms is their sum.
+    dns_ms: float | None = None
+    tcp_ms: float | None = None
+    tls_ms: float | None = None
+    http_version: str | None = None  # of the response: "1.1", "1.0"
+    connection: int | None = None  # the ConnectionResult.number it went over last
 
     @property
     def failed(self) -> bool:
@@ -90,10 +97,51 @@ class RequestResult:
             "body_length": self.body_length, "content_length": self.content_length,
             "body_sha256": self.body_sha256, "elapsed_ms": self.elapsed_ms,
             "connect_ms": self.connect_ms, "ttfb_ms": self.ttfb_ms, "queued_ms": self.queued_ms,
-            "reused": self.reused,
+            "dns_ms": self.dns_ms, "tcp_ms": self.tcp_ms, "tls_ms": self.tls_ms,
+            "reused": self.reused, "http_version": self.http_version,
+            "connection": self.connection,
             "attempts": self.attempts, "error_kind": self.error_kind, "error": self.error,
             "failed_attempts": [a.to_dict() for a in self.failed_attempts],
         }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConnectionResult:
+    """One TCP connection a batch really opened (through a proxy: to the proxy), and what
+    its TLS handshake gave, if it had one; column names of the ``connections`` table.
+
+    ``number`` counts the batch's connections from 1 in the order they were opened;
+    ``position`` is the request that opened it. A connection whose TLS handshake failed
+    has ``error_kind`` and no TLS facts. ``chain_not_after`` is the earliest expiry over
+    the certificates Python gives (the server's own alone before Python 3.13).
+    """
+
+    number: int
+    position: int | None
+    opened_at: datetime
+    remote_address: str | None
+    remote_port: int | None
+    dns_ms: float | None
+    tcp_ms: float | None
+    tls_ms: float | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    cert_subject: str | None = None
+    cert_issuer: str | None = None
+    cert_sha256: str | None = None
+    cert_not_before: datetime | None = None
+    cert_not_after: datetime | None = None
+    chain_not_after: datetime | None = None
+    error_kind: ErrorKind | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = ((name, getattr(self, name)) for name in CONNECTION_COLUMNS)
+        return {name: value.isoformat() if isinstance(value, datetime) else value
+                for name, value in values}
+
+
+CONNECTION_COLUMNS = tuple(ConnectionResult.__dataclass_fields__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +167,7 @@ class BatchResult:
     requests: tuple[RequestResult, ...]
     interrupted: bool = False  # stopped before every query was sent: these are the ones sent
     tls_verified: bool | None = None  # https: whether certificates were checked
+    connections: tuple[ConnectionResult, ...] = ()  # the tcp_connections, in order
 
     @property
     def requests_succeeded(self) -> int:
@@ -153,7 +202,9 @@ class BatchResult:
         if not by:
             return self
         return replace(self, started_at=self.started_at + by,
-                       finished_at=self.finished_at + by, requests=tuple(
+                       finished_at=self.finished_at + by, connections=tuple(
+                           replace(c, opened_at=c.opened_at + by) for c in self.connections),
+                       requests=tuple(
                            replace(r, started_at=r.started_at + by, failed_attempts=tuple(
                                replace(a, at=a.at + by) for a in r.failed_attempts))
                            for r in self.requests))

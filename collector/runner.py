@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 import warnings
@@ -48,17 +49,27 @@ from urllib3.exceptions import (
 )
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout, Url, parse_url
+from urllib3.util.ssl_ import create_urllib3_context
 
 from collector import __version__
+from collector.certificates import Certificates
 from collector.deadline import Deadline, Watchdog
 from collector.meter import (
     AttemptRetry,
     CountingHTTPConnection,
     CountingHTTPSConnection,
     Meter,
+    Opened,
     ms_since,
+    timed,
 )
-from collector.results import BatchResult, ErrorKind, FailedAttempt, RequestResult
+from collector.results import (
+    BatchResult,
+    ConnectionResult,
+    ErrorKind,
+    FailedAttempt,
+    RequestResult,
+)
 from collector.spec import BODY_METHODS, BatchSpec, encode_query, with_query
 
 log = logging.getLogger(__name__)
@@ -95,6 +106,12 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     started_at = datetime.now(UTC)
     target = _target(spec)
     problem = _local_problem(spec)
+    context = None
+    if problem is None and spec.url.startswith("https:"):
+        try:
+            context = tls_context(spec)
+        except (ssl.SSLError, OSError) as exc:
+            problem = "tls", f"cannot use the TLS files given: {exc}"
     if problem is not None:
         requests = [_unsent(spec, target, position, query, problem)
                     for position, query in enumerate(queries)]
@@ -102,7 +119,7 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     watchdog = Watchdog() if spec.timeout.total else None
     meter = Meter(watchdog, classify, threads=spec.concurrency)
     retry = _retry(spec, meter)  # one for the batch: urllib3 never changes a Retry
-    pool = _open_pool(spec, meter, origin=target.origin)
+    pool = _open_pool(spec, meter, origin=target.origin, context=context)
     try:
         def send(position: int) -> RequestResult | None:
             if stop is not None and stop.is_set():
@@ -125,18 +142,44 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
             watchdog.close()
     requests = [r for r in sent if r is not None]
     return _result(spec, started_at, requests, counts=counts,
-                   interrupted=len(requests) < len(queries))
+                   interrupted=len(requests) < len(queries),
+                   connections=_connections(meter.connections))
 
 
 def _result(spec: BatchSpec, started_at: datetime, requests: list[RequestResult], *,
-            counts: tuple[int, int, int], interrupted: bool = False) -> BatchResult:
+            counts: tuple[int, int, int], interrupted: bool = False,
+            connections: tuple[ConnectionResult, ...] = ()) -> BatchResult:
     return BatchResult(
         url=spec.url, method=spec.method, pool_size=spec.pool_size,
         concurrency=spec.concurrency, started_at=started_at, finished_at=datetime.now(UTC),
         num_connections=counts[0], num_requests=counts[1], tcp_connections=counts[2],
         requests=tuple(requests), interrupted=interrupted,
         tls_verified=spec.verify if spec.url.startswith("https:") else None,
+        connections=connections,
     )
+
+
+def _connections(opened: list[Opened]) -> tuple[ConnectionResult, ...]:
+    """The batch's TCP connections as results, their certificates read (once each)."""
+    certificates = Certificates() if any(o.certificate for o in opened) else None
+    results = []
+    for o in opened:
+        cert = None if o.certificate is None or certificates is None else certificates(
+            o.certificate)
+        chain_not_after = None
+        if certificates is not None and o.certificate is not None:
+            chain_not_after = certificates.earliest_expiry((o.certificate, *o.chain))
+        address, port = o.peer or (None, None)
+        facts: dict[str, Any] = {} if cert is None else {
+            "cert_subject": cert.subject, "cert_issuer": cert.issuer,
+            "cert_sha256": cert.sha256, "cert_not_before": cert.not_before,
+            "cert_not_after": cert.not_after, "chain_not_after": chain_not_after}
+        results.append(ConnectionResult(
+            number=o.number, position=o.position, opened_at=o.opened_at,
+            remote_address=address, remote_port=port, dns_ms=o.dns_ms, tcp_ms=o.tcp_ms,
+            tls_ms=o.tls_ms, tls_version=o.tls_version, cipher=o.cipher, alpn=o.alpn,
+            error_kind=o.error_kind, **facts))
+    return tuple(results)
 
 
 def _local_problem(spec: BatchSpec) -> tuple[ErrorKind, str] | None:
@@ -180,15 +223,15 @@ def _target(spec: BatchSpec) -> _Target:
                    body_method=spec.method in BODY_METHODS)
 
 
-def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str) -> HTTPConnectionPool:
+def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str,
+               context: ssl.SSLContext | None) -> HTTPConnectionPool:
     url = parse_url(spec.url)
     assert url.host is not None, "job files and options check that a URL has a host"
     timeout = Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
                       total=spec.timeout.total)
     pool: HTTPConnectionPool
     if url.scheme == "https":
-        tls: dict[str, Any] = {"ca_certs": spec.ca_file, "cert_file": spec.client_cert,
-                               "key_file": spec.client_key}
+        tls: dict[str, Any] = {"ssl_context": context}
         if not spec.verify:
             # The job said so; collector warns once per batch, urllib3 need not per request.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
@@ -202,6 +245,25 @@ def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str) -> HTTPConnectionP
                                   timeout=timeout, meter=meter)
         pool.ConnectionCls = CountingHTTPConnection
     return pool
+
+
+def tls_context(spec: BatchSpec) -> ssl.SSLContext:
+    """The batch's one TLS context, as urllib3 would make it for each connection (its
+    defaults, the job's CA file or the system's certificates, its client certificate),
+    made once, and its handshakes timed (:func:`collector.meter.timed`).
+
+    Raises ``ssl.SSLError`` or ``OSError`` for a file it cannot load.
+    """
+    context = create_urllib3_context(
+        cert_reqs=ssl.CERT_REQUIRED if spec.verify else ssl.CERT_NONE)
+    if spec.verify:
+        if spec.ca_file is not None:
+            context.load_verify_locations(cafile=spec.ca_file)
+        else:
+            context.load_default_certs()
+    if spec.client_cert is not None:
+        context.load_cert_chain(spec.client_cert, spec.client_key)
+    return timed(context)
 
 
 def _retry(spec: BatchSpec, meter: Meter) -> AttemptRetry:
@@ -230,10 +292,10 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
 
     total = spec.timeout.total
     deadline = Deadline(total) if total else None
-    current = meter.begin_request(deadline)
+    current = meter.begin_request(deadline, position)
     started_at = datetime.now(UTC)
     start = time.perf_counter()
-    status = content_type = content_length = ttfb_ms = None
+    status = content_type = content_length = ttfb_ms = http_version = None
     body_length: int | None = None
     sha256: str | None = None
     error: tuple[ErrorKind, str] | None = None
@@ -260,6 +322,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         else:
             ttfb_ms = ms_since(sent)
             status = response.status
+            http_version = _VERSIONS.get(response.version)
             content_type = response.headers.get("Content-Type")
             # urllib3 has read a Content-Length that is one length (and set 0 for HEAD,
             # 204 and 304 without reading it): the header itself only when it is not that.
@@ -283,16 +346,27 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         failed += (FailedAttempt(error_kind=error[0], error=error[1], at=datetime.now(UTC),
                                  status=status),)
     tries = tried + (status is not None)
-    return RequestResult(
+    opened, connection = current.opened, current.connection
+    result = RequestResult(
         position=position, method=spec.method, url=target.origin + path, query=query,
         started_at=started_at, status=status, content_type=content_type,
         body_length=body_length, content_length=content_length, body_sha256=sha256,
-        elapsed_ms=ms_since(sent), connect_ms=current.connect_ms, ttfb_ms=ttfb_ms,
+        elapsed_ms=ms_since(sent), connect_ms=None, ttfb_ms=ttfb_ms,
         reused=current.reused,
         attempts=tries or 1, error_kind=error[0] if error else None,
         error=error[1] if error else None, failed_attempts=failed,
         queued_ms=None if touched is None else round((touched - start) * 1000, 3),
+        http_version=http_version,
+        connection=None if connection is None else connection.number,
     )
+    if opened is not None:
+        dns, tcp, tls = opened.dns_ms, opened.tcp_ms, opened.tls_ms
+        result.dns_ms, result.tcp_ms, result.tls_ms = dns, tcp, tls
+        result.connect_ms = round((dns or 0.0) + (tcp or 0.0) + (tls or 0.0), 3)
+    return result
+
+
+_VERSIONS = {9: "0.9", 10: "1.0", 11: "1.1", 20: "2"}  # urllib3's response.version
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -396,7 +470,7 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
         kind, message = "connect_timeout", f"no connection to {where} in time: {_cause(exc)}"
     elif isinstance(exc, ReadTimeoutError | TimeoutError):
         kind, message = "read_timeout", f"no answer from {where} in time: {_cause(exc)}"
-    elif isinstance(exc, SSLError):
+    elif isinstance(exc, SSLError | ssl.SSLError):  # ssl's own: a connection's handshake
         kind, message = "tls", f"TLS with {where} failed: {_cause(exc)}"
     elif isinstance(exc, ProtocolError | IncompleteRead | InvalidChunkLength | InvalidHeader):
         kind, message = "protocol", f"broken or invalid HTTP reply: {_cause(exc)}"

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.errors import DatabaseUnavailable, StoreError
-from collector.results import BatchResult, FailedAttempt, PendingBatch, RequestResult
+from collector.results import (
+    BatchResult,
+    ConnectionResult,
+    FailedAttempt,
+    PendingBatch,
+    RequestResult,
+)
 from collector.results import new_batch_key as new_batch_key
 
 if TYPE_CHECKING:
@@ -36,8 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
-_READABLE = (1, 2)
+FORMAT = 3  # 3: connections, and the requests' phases, HTTP version and connection
+_READABLE = (1, 2, 3)  # 1 and 2 read with no connections
 CHUNK_BATCHES = 200  # spooled batches stored in one transaction
 CHUNK_REQUESTS = 20_000  # or fewer batches, when theirs hold this many requests
 
@@ -238,9 +244,10 @@ def _encode(batch: PendingBatch, database: str | None) -> dict[str, Any]:
         "scheduled_for": _time(batch.scheduled_for),
         "result": {
             **{f.name: _plain(getattr(result, f.name)) for f in fields(BatchResult)
-               if f.name != "requests"},
+               if f.name not in ("requests", "connections")},
             "requests": [{f.name: _plain(getattr(r, f.name)) for f in fields(RequestResult)}
                          for r in result.requests],
+            "connections": [c.to_dict() for c in result.connections],
         },
     }
 
@@ -258,6 +265,14 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+_CONNECTION_TIMES = frozenset({"opened_at", "cert_not_before", "cert_not_after",
+                               "chain_not_after"})
+
+
+def _parsed_time(value: Any) -> Any:
+    return None if value is None else datetime.fromisoformat(value)
+
+
 def _decode(document: dict[str, Any]) -> Spooled:
     raw = document["result"]
     requests = tuple(RequestResult(**{
@@ -265,11 +280,14 @@ def _decode(document: dict[str, Any]) -> Spooled:
         "failed_attempts": tuple(FailedAttempt(**{**a, "at": datetime.fromisoformat(a["at"])})
                                  for a in r["failed_attempts"]),
     }) for r in raw["requests"])
+    connections = tuple(ConnectionResult(**{
+        k: _parsed_time(v) if k in _CONNECTION_TIMES else v for k, v in c.items()})
+        for c in raw.get("connections", ()))
     result = BatchResult(**{
-        **{k: v for k, v in raw.items() if k != "requests"},
+        **{k: v for k, v in raw.items() if k not in ("requests", "connections")},
         "started_at": datetime.fromisoformat(raw["started_at"]),
         "finished_at": datetime.fromisoformat(raw["finished_at"]),
-        "requests": requests,
+        "requests": requests, "connections": connections,
     })
     scheduled = document["scheduled_for"]
     batch = PendingBatch(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.results import BatchResult, RequestResult
+from collector.results import BatchResult, ConnectionResult, RequestResult
 from collector.store import Store
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -24,10 +24,16 @@ def request(position: int, status: int | None, elapsed_ms: float, *, body: int |
 
 
 def batch(at: datetime, tcp: int, *requests: RequestResult) -> BatchResult:
+    """A batch whose ``tcp`` connections were opened by its first requests not re-used."""
+    openers = [r.position for r in requests if not r.reused][:tcp]
     return BatchResult(url="http://h.test/s", method="GET", pool_size=1, concurrency=1,
                        started_at=at, finished_at=at + timedelta(seconds=1),
                        num_connections=1, num_requests=len(requests), tcp_connections=tcp,
-                       requests=requests)
+                       requests=requests, connections=tuple(
+                           ConnectionResult(number=n, position=p, opened_at=at,
+                                            remote_address="192.0.2.1", remote_port=80,
+                                            dns_ms=0.5, tcp_ms=0.5)
+                           for n, p in enumerate(openers, start=1)))
 
 
 def fill(store: Store) -> None:

@@ -26,6 +26,7 @@ FAULTS = {
     "/negative-length": "Content-Length: -5",
     "/two-lengths": "two Content-Length headers that disagree",
     "/busy-for-ever": "503 with Retry-After: 999999",
+    "/http10": "an HTTP/1.0 answer, then the connection closed",
 }
 
 
@@ -99,6 +100,8 @@ class FaultServer:
             for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 1000:
                 conn.sendall(bytes([byte]))
                 threading.Event().wait(0.1)
+        elif target == "/http10":
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
         elif target == "/negative-length":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nhello")
         elif target == "/two-lengths":

@@ -22,7 +22,8 @@ Endpoints (any method):
                       answers 200 after that
 
 With ``tls`` the server speaks HTTPS; ``accepted`` counts TCP connections,
-those whose TLS handshake then failed included.
+those whose TLS handshake then failed included; ``handshake_delay`` (seconds) waits
+that long after accepting a connection before the TLS handshake.
 
 ``close_every=N`` answers every Nth response on a connection with
 ``Connection: close`` and closes it (as nginx's ``keepalive_requests`` does);
@@ -189,8 +190,9 @@ class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, *, close_every: int = 0, connection_close: bool = False,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, handshake_delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
+        self.handshake_delay = handshake_delay
         self.close_every = close_every
         self.connection_close = connection_close
         self.lock = threading.Lock()
@@ -211,6 +213,8 @@ class LocalServer(ThreadingHTTPServer):
         with self.lock:
             self.accepted += 1  # a TCP connection, counted before any TLS handshake
         if self.tls is not None:
+            if self.handshake_delay:
+                threading.Event().wait(self.handshake_delay)  # the server is slow to answer
             # A failed handshake raises ssl.SSLError, an OSError: socketserver drops it.
             conn = self.tls.wrap_socket(conn, server_side=True)
         return conn, address

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 
-from collector.models import batches, requests
+from collector.models import batches, connections, requests
 from collector.store import open_store, schema
 from collector.store.schema import head_revision, migrations_location
 from tests.cli import assert_one_line_error, invoke
@@ -526,8 +526,13 @@ def test_json_carries_every_column_and_show_says_the_same(db_url: str,
                             "-q", "q=php", "--json", "--db", db_url)
     assert code == 0, err
     ran = json.loads(out)
-    assert set(ran) == set(batches.c.keys()) - {"id"} | {"batch_id", "requests"}
-    assert set(ran["requests"][0]) == set(requests.c.keys()) - {"id", "batch_id"}
+    assert set(ran) == set(batches.c.keys()) - {"id"} | {"batch_id", "requests", "connections"}
+    assert set(ran["requests"][0]) == (set(requests.c.keys()) - {"id", "batch_id",
+                                                                  "connection_id"}
+                                       | {"connection"})
+    assert set(ran["connections"][0]) == set(connections.c.keys()) - {"id", "batch_id"}
+    assert [r["connection"] for r in ran["requests"]] == [1, 1]  # one kept-alive connection
+    assert ran["requests"][0]["http_version"] == "1.1"
     assert ran["worker"] and ran["batch_key"] and ran["scheduled_for"] is None
     assert (ran["status_2xx"], ran["no_response"], ran["bodies"]) == (2, 0, 2)
     code, out, err = invoke("show", str(ran["batch_id"]), "--format", "json", "--db", db_url)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from sqlalchemy import text
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -89,8 +91,18 @@ def readme_queries(dialect: str) -> dict[str, str]:
     return queries
 
 
-def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
+def test_the_readme_sql_runs(db_url: str, server: LocalServer, https_server: LocalServer,
+                             ca: trustme.CA, ca_file: str) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", not_after=expires).configure_cert(context)
+    with LocalServer(tls=context) as expiring:
+        soon = run_batch(BatchSpec(url=expiring.url("/search"), ca_file=ca_file))
+    # https_server's certificate has centuries to go
+    later = run_batch(BatchSpec(url=https_server.url("/search"), ca_file=ca_file))
     with open_store(db_url) as store:
+        store.save_batch(soon, job_name="expiring")
+        store.save_batch(later, job_name="lasting")
         fill(store)  # the hand-made data set, weeks old
         # a page that changed within the week: the data set's changes are weeks old
         now = datetime.now(UTC)
@@ -107,13 +119,23 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
                        for title, sql in queries.items()}
     assert set(results) == {"success rate per job per day", "connection re-use per job",
                             "connection re-use per batch", "slowest requests this week",
-                            "when a page's content changed"}
+                            "when a page's content changed",
+                            "certificates that expire within 14 days, per job"}
+
+    certificates = [(r["job_name"], r["cert_subject"], r["expires"])
+                    for r in results["certificates that expire within 14 days, per job"]]
+    expiry = soon.connections[0].chain_not_after
+    assert expiry == expires
+    assert [(job, subject) for job, subject, _ in certificates] == [
+        ("expiring", soon.connections[0].cert_subject)]
+    # SQLite gives the stored text, PostgreSQL a timestamptz
+    assert str(certificates[0][2]).startswith(expires.strftime("%Y-%m-%d %H:%M:%S"))
 
     success = {(r["job_name"], r["requests"]): float(r["success_pct"])
                for r in results["success rate per job per day"]}
     # job a: 7 requests on one day, 4 of them answered below 400 (200 200 200 301)
     assert success == {("a", 7): round(400 / 7, 1), ("b", 1): 0.0, ("recent", 2): 100.0,
-                       ("news", 3): 100.0}
+                       ("news", 3): 100.0, ("expiring", 1): 100.0, ("lasting", 1): 100.0}
 
     reuse = {r["job_name"]: r for r in results["connection re-use per job"]}
     assert float(reuse["a"]["requests_per_connection"]) == 1.75
@@ -125,7 +147,9 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer) -> None:
 
     slowest = results["slowest requests this week"]
     # the data set is older than a week; the news answers took 5 ms
-    assert [r["job_name"] for r in slowest] == ["recent", "recent", "news", "news", "news"]
+    assert [r["job_name"] for r in slowest][:2] == ["recent", "recent"]
+    assert sorted(r["job_name"] for r in slowest[2:]) == [
+        "expiring", "lasting", "news", "news", "news"]
     assert slowest[0]["elapsed_ms"] >= slowest[1]["elapsed_ms"] >= 50
 
     changes = [(r["job_name"], r["query"], r["previous_sha256"], r["body_sha256"])

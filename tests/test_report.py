@@ -77,8 +77,10 @@ def test_prune(store: Store) -> None:
     before = T0 + timedelta(minutes=90)  # a1, b1 and a2 started before it: 4 + 1 + 2 requests
     assert store.prune(before, dry_run=True) == (3, 7)
     assert store.info().row_counts["batches"] == 4
+    assert store.info().row_counts["connections"] == 4
     assert store.prune(before) == (3, 7)
-    assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1, "workers": 0}
+    assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1,
+                                       "connections": 1, "workers": 0}
     assert store.prune(before) == (0, 0)
 
 

@@ -51,7 +51,8 @@ def test_a_spooled_batch_reads_back_whole(tmp_path: Path, server: LocalServer) -
     assert spool.paths() == [path] and spool.depth() == 1
     assert [p.name for p in spool.folder.iterdir()] == [path.name]  # no temporary left
     assert spool.read(path) == original
-    assert json.loads(path.read_text())["format"] == 2
+    assert json.loads(path.read_text())["format"] == 3
+    assert original.batch.result.connections  # read back whole too
 
 
 def test_a_spool_file_of_format_1_still_replays(db_url: str, tmp_path: Path,
@@ -65,6 +66,23 @@ def test_a_spool_file_of_format_1_still_replays(db_url: str, tmp_path: Path,
     with open_store(db_url) as store:
         assert spool.replay(store).stored == 1  # it belongs to whichever database replays it
     assert spool.depth() == 0
+
+
+def test_a_spool_file_of_format_2_replays_without_connections(db_url: str, tmp_path: Path,
+                                                              server: LocalServer) -> None:
+    spool = Spool(tmp_path / "spool")
+    path = put(spool, entry(server))
+    document = json.loads(path.read_text())
+    del document["result"]["connections"]  # format 2 had neither connections nor phases
+    for request in document["result"]["requests"]:
+        for key in ("dns_ms", "tcp_ms", "tls_ms", "http_version", "connection"):
+            del request[key]
+    path.write_text(json.dumps({**document, "format": 2}))
+    read = spool.read(path).batch.result
+    assert read.connections == () and read.requests[0].connection is None
+    with open_store(db_url) as store:
+        assert spool.replay(store).stored == 1
+        assert store.info().row_counts["connections"] == 0
 
 
 def test_a_spooled_batch_lands_only_in_its_own_database(tmp_path: Path, db_url: str,

@@ -50,7 +50,8 @@ def test_save_batch_writes_every_request(db_url: str, result: BatchResult) -> No
     for row, request in zip(rows, result.requests, strict=True):
         for column in ("status", "content_type", "body_length", "content_length",
                        "body_sha256", "elapsed_ms", "connect_ms", "ttfb_ms", "reused",
-                       "attempts", "error_kind", "error", "url", "method", "started_at"):
+                       "attempts", "error_kind", "error", "url", "method", "started_at",
+                       "dns_ms", "tcp_ms", "tls_ms", "http_version"):
             assert getattr(row, column) == getattr(request, column), column
     assert rows[2].error_kind == "protocol" and rows[2].status is None
     # SQL NULL, as the README promises, not the JSON text null
@@ -63,7 +64,10 @@ def test_save_batch_writes_every_request(db_url: str, result: BatchResult) -> No
 def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
     with open_store(db_url) as store:
         ids = [store.save_batch(result, job_name="search") or 0 for _ in range(3)]
-        assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9, "workers": 0}
+        assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9,
+                                           "connections": 3 * len(result.connections),
+                                           "workers": 0}
+    assert result.connections
     assert ids == sorted(ids) and len(set(ids)) == 3
 
 
@@ -78,7 +82,10 @@ def test_a_schedule_fire_is_stored_once(db_url: str, result: BatchResult) -> Non
         assert again is None  # claimed already: an answer, not an error
         store.save_batch(result, job_name="search")  # manual runs never collide
         store.save_batch(result, job_name="search")
-        assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9, "workers": 0}
+        assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9,
+                                           "connections": 3 * len(result.connections),
+                                           "workers": 0}
+    assert result.connections
 
 
 def test_deleting_a_batch_deletes_its_requests(db_url: str, result: BatchResult) -> None:
@@ -86,7 +93,8 @@ def test_deleting_a_batch_deletes_its_requests(db_url: str, result: BatchResult)
         batch_id = store.save_batch(result, job_name="search")
         with store.engine.begin() as conn:
             conn.execute(delete(batches).where(batches.c.id == batch_id))
-        assert store.info().row_counts == {"jobs": 0, "batches": 0, "requests": 0, "workers": 0}
+        assert store.info().row_counts == {"jobs": 0, "batches": 0, "requests": 0,
+                                           "connections": 0, "workers": 0}
 
 
 def test_times_are_utc_whatever_the_offset(db_url: str, result: BatchResult) -> None:
@@ -143,7 +151,8 @@ def test_migrating_keeps_every_row(db_url: str, result: BatchResult) -> None:
                 batch_id=batch_id, position=0, method="GET", url=result.url, query="",
                 started_at=result.started_at, elapsed_ms=1.0, reused=False, attempts=1))
         store.upgrade()
-        assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1, "workers": 0}
+        assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1,
+                                           "connections": 0, "workers": 0}
         fire = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
         running = store.claim("new", BatchSpec(url=result.url), scheduled_for=fire, exclusive=False)
         assert running is not None

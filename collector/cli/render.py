@@ -108,9 +108,11 @@ def batch_document(batch_id: int | None, columns: Mapping[str, Any],
                    result: BatchResult) -> str:
     """A batch as one JSON object: every ``batches`` column (its ``id`` as ``batch_id``,
     None when it is not stored), then ``requests``, each with every ``requests`` column
-    and its ``failed_attempts``, oldest first."""
+    and its ``failed_attempts``, oldest first, and ``connections``, each with every
+    ``connections`` column (a request names its connection by ``number``)."""
     document = {"batch_id": batch_id, **{k: v for k, v in columns.items() if k != "id"},
-                "requests": [r.to_dict() for r in result.requests]}
+                "requests": [r.to_dict() for r in result.requests],
+                "connections": [c.to_dict() for c in result.connections]}
     return json.dumps(document, indent=2, default=_json_value)
 
 

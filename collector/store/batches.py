@@ -18,10 +18,12 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Insert, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from collector.models import batches, requests
+from collector.models import batches, connections, requests
 from collector.results import (
+    CONNECTION_COLUMNS,
     BatchResult,
     BatchStatus,
+    ConnectionResult,
     FailedAttempt,
     PendingBatch,
     RequestResult,
@@ -102,7 +104,7 @@ def complete_many(conn: Connection,
         conn.execute(update(batches).where(batches.c.id == bindparam("b_id")),
                      [{"b_id": batch_id, **result.counters(), "started_at": result.started_at}
                       for batch_id, result in todo])
-        _insert_requests(conn, [(batch_id, result.requests) for batch_id, result in todo])
+        _insert_requests(conn, todo)
     return written
 
 
@@ -197,7 +199,7 @@ def store_many(conn: Connection, pending: Sequence[PendingBatch]) -> list[int | 
         first = {p.batch_key: i for i, p in reversed(new.items())}
         written.update({i: inserted[p.batch_key] if p.batch_key in inserted
                         and first[p.batch_key] == i else None for i, p in new.items()})
-        _insert_requests(conn, [(batch_id, new[i].result.requests)
+        _insert_requests(conn, [(batch_id, new[i].result)
                                 for i, batch_id in written.items() if batch_id is not None])
         late = {i: p for i, p in new.items()
                 if p.batch_key not in inserted and p.scheduled_for is not None}
@@ -255,14 +257,17 @@ def storable(text: str | None, limit: int | None = None) -> str | None:
 _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
                     "content_type", "body_length", "content_length", "body_sha256",
                     "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
-                    "error_kind", "error", "failed_attempts")
-_INSERTED = ("batch_id", *_REQUEST_COLUMNS)  # the order of the tuples built below
+                    "error_kind", "error", "failed_attempts", "dns_ms", "tcp_ms", "tls_ms",
+                    "http_version")
+_INSERTED = ("batch_id", *_REQUEST_COLUMNS, "connection_id")  # as the tuples built below
+_CONNECTION_INSERTED = ("batch_id", *CONNECTION_COLUMNS)
 
 
-def _insert_requests(conn: Connection,
-                     batched: Sequence[tuple[int, tuple[RequestResult, ...]]]) -> None:
-    """The request rows of one or many batches, in one statement."""
+def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]]) -> None:
+    """The request rows of one or many batches, and their connections' rows: a statement
+    for each table, and one to learn the connections' ids."""
     sqlite = conn.dialect.name == "sqlite"
+    ids = _insert_connections(conn, batched, sqlite)
     values = [(
         batch_id, r.position, r.method, storable(r.url), storable(r.query),
         _sqlite_time(r.started_at) if sqlite else r.started_at, r.status,
@@ -271,15 +276,54 @@ def _insert_requests(conn: Connection,
         r.attempts, r.error_kind, storable(r.error, ERROR_MAX),
         json.dumps([{**a.to_dict(), "error": storable(a.error, ERROR_MAX)}
                     for a in r.failed_attempts]) if r.failed_attempts else None,
-    ) for batch_id, rows in batched for r in rows]
+        r.dns_ms, r.tcp_ms, r.tls_ms, r.http_version,
+        None if r.connection is None else ids.get((batch_id, r.connection)),
+    ) for batch_id, result in batched for r in result.requests]
+    _insert_rows(conn, "requests", _INSERTED, values, sqlite)
+
+
+def _insert_connections(conn: Connection, batched: Sequence[tuple[int, BatchResult]],
+                        sqlite: bool) -> dict[tuple[int, int], int]:
+    """The connections rows of the batches: their ids by (batch id, number)."""
+    values = [_connection_row(batch_id, c, sqlite)
+              for batch_id, result in batched for c in result.connections]
+    if not values:
+        return {}
+    _insert_rows(conn, "connections", _CONNECTION_INSERTED, values, sqlite)
+    found = conn.execute(select(connections.c.id, connections.c.batch_id,
+                                connections.c.number)
+                         .where(connections.c.batch_id.in_({v[0] for v in values})))
+    return {(batch_id, number): id_ for id_, batch_id, number in found}
+
+
+# What a server chose (its certificate's names, its cipher) is text from the server: as
+# every database holds it, and within its column.
+_CONNECTION_TEXT = {"remote_address": 64, "tls_version": 20, "cipher": 100, "alpn": 50,
+                    "cert_subject": 2000, "cert_issuer": 2000}
+
+
+def _connection_row(batch_id: int, c: ConnectionResult, sqlite: bool) -> tuple[Any, ...]:
+    row: list[Any] = [batch_id]
+    for name in CONNECTION_COLUMNS:
+        value = getattr(c, name)
+        if isinstance(value, datetime) and sqlite:
+            value = _sqlite_time(value)
+        elif isinstance(value, str) and name in _CONNECTION_TEXT:
+            value = storable(value, _CONNECTION_TEXT[name])
+        row.append(value)
+    return tuple(row)
+
+
+def _insert_rows(conn: Connection, table: str, columns: tuple[str, ...],
+                 values: list[tuple[Any, ...]], sqlite: bool) -> None:
     if not values:
         return
-    columns = ", ".join(_INSERTED)
+    names = ", ".join(columns)
     if sqlite:
-        conn.exec_driver_sql(f"INSERT INTO requests ({columns}) "
-                             f"VALUES ({', '.join('?' * len(_INSERTED))})", values)
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) "
+                             f"VALUES ({', '.join('?' * len(columns))})", values)
         return
-    statement = f"COPY requests ({columns}) FROM STDIN"
+    statement = f"COPY {table} ({names}) FROM STDIN"
     driver: Any = conn.connection.dbapi_connection
     dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
@@ -309,7 +353,13 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
         return None
     result = None
     if row.num_connections is not None:
-        rows = conn.execute(select(*(requests.c[name] for name in _REQUEST_COLUMNS))
+        opened = conn.execute(select(connections.c.id, *(
+            connections.c[name] for name in CONNECTION_COLUMNS))
+            .where(connections.c.batch_id == batch_id)
+            .order_by(connections.c.number)).all()
+        numbers = {c.id: c.number for c in opened}
+        rows = conn.execute(select(*(requests.c[name] for name in _REQUEST_COLUMNS),
+                                   requests.c.connection_id)
                             .where(requests.c.batch_id == batch_id)
                             .order_by(requests.c.position)).all()
         result = BatchResult(
@@ -318,7 +368,9 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
             finished_at=row.finished_at or row.started_at,
             num_connections=row.num_connections, num_requests=row.num_requests,
             tcp_connections=row.tcp_connections, tls_verified=row.tls_verified,
-            requests=tuple(_request(r._asdict()) for r in rows),
+            requests=tuple(_request(r._asdict(), numbers) for r in rows),
+            connections=tuple(ConnectionResult(**{
+                name: getattr(c, name) for name in CONNECTION_COLUMNS}) for c in opened),
         )
     return StoredBatch(id=row.id, job_name=row.job_name, trigger=row.trigger,
                        scheduled_for=row.scheduled_for, started_at=row.started_at,
@@ -326,8 +378,10 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
                        result=result, columns=row._asdict())
 
 
-def _request(row: dict[str, Any]) -> RequestResult:
+def _request(row: dict[str, Any], numbers: dict[int, int]) -> RequestResult:
     attempts = row.pop("failed_attempts") or []
+    connection_id = row.pop("connection_id")
+    row["connection"] = None if connection_id is None else numbers.get(connection_id)
     return RequestResult(**row, failed_attempts=tuple(
         FailedAttempt(error_kind=a["error_kind"], status=a.get("status"), error=a["error"],
                       at=datetime.fromisoformat(a["at"])) for a in attempts))
@@ -348,5 +402,6 @@ def prune(conn: Connection, before: datetime, *, dry_run: bool,
     )
     if not dry_run:
         conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
+        conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
         conn.execute(delete(batches).where(which))
     return counts
