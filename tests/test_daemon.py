@@ -252,10 +252,19 @@ def test_metrics(sqlite_url: str, server: LocalServer, tmp_path: Path) -> None:
         text = urllib3.request("GET", f"http://127.0.0.1:{match.group(1)}/metrics").data.decode()
     finally:
         assert daemon.stop() == 0
-    assert re.search(r'collector_batches_total\{job="tick",status="ok"\} [1-9]', text)
-    assert re.search(r'collector_requests_total\{job="tick",outcome="2xx"\} [1-9]', text)
-    assert re.search(r'collector_tcp_connections_total\{job="tick"\} [1-9]', text)
-    assert 'collector_request_duration_seconds_bucket{job="tick",le="0.005"}' in text
+    assert re.search(r'collector_batches_total\{collector_job="tick",status="ok"\} [1-9]', text)
+    assert re.search(r'collector_requests_total\{collector_job="tick",outcome="2xx"\} [1-9]',
+                     text)
+    assert re.search(r'collector_tcp_connections_total\{collector_job="tick"\} [1-9]', text)
+    assert 'collector_request_duration_seconds_bucket{collector_job="tick",le="0.0001"}' in text
+    assert 'collector_last_batch_success{collector_job="tick"} 1.0' in text
+    # every series of the job from the start, events or not; no _created twins
+    assert ('collector_fires_skipped_total{collector_job="tick",reason="late"} 0.0' in text)
+    assert 'collector_batches_not_stored_total{collector_job="tick"} 0.0' in text
+    assert 'collector_requests_total{collector_job="tick",outcome="dns"} 0.0' in text
+    assert "_created" not in text and 'job="' not in text.replace('collector_job="', "")
+    assert re.search(r'^collector_build_info\{python="[\d.]+",version="[^"]+"\} 1\.0$', text,
+                     re.M)
     assert "collector_jobs_scheduled 1.0" in text
 
 

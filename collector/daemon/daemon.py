@@ -200,6 +200,7 @@ class Daemon:
             if name not in wanted:
                 self.scheduler.remove_job(name)
                 del self._scheduled[name]
+                self.metrics.job_unscheduled(name)
                 log.info("job %s: no longer scheduled", name)
         for name, found in wanted.items():
             if self._scheduled.get(name) != found.job:
@@ -232,6 +233,7 @@ class Daemon:
                                name=job.name, replace_existing=True)
         verb = "rescheduled" if job.name in self._scheduled else "scheduled"
         self._scheduled[job.name] = job
+        self.metrics.job_scheduled(job.name)
         log.info("job %s: %s, next fire %s%s", job.name, verb,
                  upcoming.isoformat() if upcoming is not None else "none",
                  f" (its missed fire {catch_up[1].isoformat()} first)" if catch_up else "")
