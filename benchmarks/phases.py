@@ -10,6 +10,12 @@ phase; collector makes its context once per batch, before connecting, so at once
 curl's TLS phase is longer by that setup; when the server is slow, both see the
 server. curl must be installed (Debian's package).
 
+With it, new TLS connections: a batch whose every request opens one (the server
+closes each), with the system's CA store (``verify = false`` here, so the local
+certificate passes; urllib3 loads the store all the same), against the bare urllib3
+loop through one ``HTTPSConnectionPool``, which makes a TLS context and loads the CA
+store for each connection.
+
     python -m benchmarks --only phases
 """
 
@@ -65,4 +71,38 @@ def run(scale: Scale) -> list[Figure]:
                     name=f"{phase}_ms of a new connection, handshake after {delay * 1000:.0f} ms",
                     baseline="curl's", baseline_value=curls,
                     note=f"{mine - curls:+.2f} ms"))
+    figures.append(_new_connections(scale, context))
     return figures
+
+
+def _new_connections(scale: Scale, context: ssl.SSLContext) -> Figure:
+    import warnings
+
+    from urllib3 import HTTPSConnectionPool
+    from urllib3.exceptions import InsecureRequestWarning
+
+    from benchmarks.harness import interleaved, timed
+
+    count = scale.pick(50, 5)
+    queries = tuple({"q": f"q{i}"} for i in range(count))
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    with LocalServer(tls=context, connection_close=True) as server:
+        url = server.url("/search")
+
+        def bare() -> None:
+            pool = HTTPSConnectionPool("127.0.0.1", server.server_address[1], maxsize=1,
+                                       cert_reqs="CERT_NONE", assert_hostname=False)
+            for query in queries:
+                pool.request("GET", "/search", fields=query).data  # noqa: B018
+            pool.close()
+
+        def ours() -> None:
+            result = run_batch(BatchSpec(url=url, queries=queries, verify=False))
+            assert result.tcp_connections == count
+
+        times = interleaved(scale.pick(5, 1), {"bare": lambda: timed(bare),
+                                               "ours": lambda: timed(ours)})
+    return Figure(suite="phases", unit="s", value=median(times["ours"]),
+                  name=f"run_batch, {count} HTTPS requests each on a new connection",
+                  baseline="bare urllib3 loop (a TLS context a connection)",
+                  baseline_value=median(times["bare"]))

@@ -45,6 +45,8 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
                                     "password": batch.basic_auth[1]}
     if batch.redact:
         definition["redact"] = list(batch.redact)
+    if batch.proxy is not None:
+        definition["proxy"] = batch.proxy
     if batch.retry_statuses:
         definition["retry_statuses"] = list(batch.retry_statuses)
     if batch.retry_after_max != DEFAULT_RETRY_AFTER_MAX:

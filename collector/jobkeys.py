@@ -228,6 +228,43 @@ def _basic_auth(value: object) -> tuple[str, str]:
     return username, password
 
 
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def _proxy(value: object) -> str:
+    """A proxy URL (its password only by reference), or "env"."""
+    from urllib.parse import urlsplit
+
+    allowed = ('an http://, https://, socks5:// or socks5h:// URL like "http://proxy:3128", '
+               'or "env"')
+    if value == "env":
+        return "env"
+    if not isinstance(value, str):
+        raise KeyProblem("proxy", f"{show(value)} is not {allowed}")
+    if (problem := reference_problem(value)) is not None:
+        raise KeyProblem("proxy", problem)
+    shown = show(without_password(value))
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise KeyProblem("proxy", f"{shown} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in PROXY_SCHEMES or not parts.hostname:
+        raise KeyProblem("proxy", f"{shown} is not {allowed}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise KeyProblem("proxy", f"{shown}: a proxy URL is a scheme, a host and a port, "
+                                  "nothing after them")
+    if has_reference(parts.hostname) or port is None and "${" in parts.netloc.rpartition("@")[2]:
+        raise KeyProblem("proxy", f"{shown}: a ${{...}} reference may stand for the user "
+                                  "name or password, not the host or port")
+    if parts.password is not None and not has_reference(parts.password):
+        raise KeyProblem("proxy", "has a password in it: write it as a reference like "
+                                  "http://user:${PROXY_PASSWORD}@proxy:3128 or "
+                                  "${credential:NAME}: secrets are never written in job files "
+                                  "or stored")
+    return parts.scheme.lower() + value[len(parts.scheme):]
+
+
 def _retry_statuses(value: object) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in value):
@@ -289,6 +326,7 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "follow_redirects": _flag("follow_redirects"),
     "basic_auth": _basic_auth,
     "redact": _redact,
+    "proxy": _proxy,
     "retry_statuses": _retry_statuses,
     "retry_after_max": _duration("retry_after_max", maximum=3600.0),
 }

@@ -26,6 +26,7 @@ Nothing here overrides a private urllib3 method.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import socket
@@ -304,11 +305,16 @@ class CountingHTTPConnection(HTTPConnection):
         try:
             self._connect_to(name, addresses)
         except BaseException as exc:
-            # urllib3 sets sock as soon as the TCP connection is made; still set
-            # after a failure means the TLS handshake (or a proxy tunnel) failed on
-            # an opened TCP connection, which counts.
-            if self.sock is not None:
-                opened.error_kind = meter.classify(exc)[0]
+            # urllib3 makes the TCP connection in _new_conn(), and raises what fails
+            # there as NewConnectionError or ConnectTimeoutError; anything else (a
+            # TLS handshake, a proxy's tunnel refused, which closes the socket too)
+            # failed on an opened TCP connection, which counts.
+            if self.sock is not None or (isinstance(exc, Exception) and not isinstance(
+                    exc, NewConnectionError | ConnectTimeoutError)):
+                kind = meter.classify(exc)[0]
+                if kind == "other" and self.proxy is not None and _handshake.at is None:
+                    kind = "proxy"  # the proxy's tunnel, before any TLS with the server
+                opened.error_kind = kind
                 self._record(opened, resolved, _handshake.peer if _handshake.at else None)
             raise
         # Connected while sending (plain HTTP): the request being sent is its first.
@@ -318,8 +324,10 @@ class CountingHTTPConnection(HTTPConnection):
         if _handshake.at is not None:
             opened.tls_done(sock)
         try:
-            peer = getattr(sock, "socket", sock).getpeername()
-        except OSError:
+            # socket's own: a SOCKS socket's getpeername() names the server, and the
+            # connection is to the proxy (an SSLTransport's socket is the proxy's TLS).
+            peer = socket.socket.getpeername(getattr(sock, "socket", sock))
+        except (OSError, TypeError):
             peer = None
         self._record(opened, resolved, peer)
 
@@ -405,6 +413,22 @@ class CountingHTTPSConnection(CountingHTTPConnection, HTTPSConnection):
     def _name_server(self, name: str | None) -> None:
         if not self.proxy_is_tunneling:  # else the tunnel's host is the name
             self.server_hostname = name
+
+
+@functools.cache
+def socks_connection_classes() -> tuple[type[CountingHTTPConnection],
+                                        type[CountingHTTPSConnection]]:
+    """The counting connections through a SOCKS proxy, plain and TLS (urllib3's ``socks``
+    extra, PySocks, imported only for a batch that has one)."""
+    from urllib3.contrib.socks import SOCKSConnection, SOCKSHTTPSConnection
+
+    class CountingSOCKSConnection(CountingHTTPConnection, SOCKSConnection):
+        """Counted as :class:`CountingHTTPConnection`; SOCKS connects (``_new_conn``)."""
+
+    class CountingSOCKSHTTPSConnection(CountingHTTPSConnection, SOCKSHTTPSConnection):
+        """Counted as :class:`CountingHTTPSConnection`, through SOCKS."""
+
+    return CountingSOCKSConnection, CountingSOCKSHTTPSConnection
 
 
 class AttemptLog:

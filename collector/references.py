@@ -2,7 +2,8 @@
 
 ``${VAR}`` is read from the environment and ``${credential:NAME}`` from the
 file ``$CREDENTIALS_DIRECTORY/NAME`` (systemd's ``LoadCredential=``), in the
-URL, headers, fields, queries and ``basic_auth``'s password. :func:`prepare`
+URL, headers, fields, queries, ``basic_auth``'s password and the ``proxy``'s user
+name and password; ``proxy = "env"`` takes the environment's proxy. :func:`prepare`
 returns two specs: the one that is sent, with the values, and the one that is
 shown, stored and logged, with the references as written and the fields a
 job lists under ``redact`` as ``REDACTED``.
@@ -128,9 +129,17 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
     queries = batch.queries  # as they are unless one refers to something: most batches
     if any("${" in v for query in queries for v in query.values()):
         queries = tuple(expand_all(f"queries[{i}]", q) for i, q in enumerate(queries))
+    url = expand("url", batch.url)
+    proxy = batch.proxy
+    if proxy == "env":
+        proxy = environment_proxy(url, environ, where=where)
+    elif proxy is not None:
+        proxy = expand("proxy", proxy)
+    if proxy is not None and (userinfo := urlsplit(proxy).netloc.rpartition("@")[0]):
+        values += [userinfo, *userinfo.split(":", 1)]  # kept out of every log line
     ready = dataclasses.replace(
-        batch, url=expand("url", batch.url), headers=headers,
-        fields=expand_all("fields", batch.fields), queries=queries)
+        batch, url=url, headers=headers, fields=expand_all("fields", batch.fields),
+        queries=queries, proxy=proxy)
     shown = redacted(batch)
     if batch.redact:
         hidden = set(batch.redact)
@@ -138,6 +147,48 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
     secrets = tuple(dict.fromkeys(values))
     SECRETS.add(secrets)  # which also leaves out values too short to hide
     return Prepared(ready=ready, shown=shown, values=secrets)
+
+
+def environment_proxy(url: str, environ: Mapping[str, str], *, where: str) -> str | None:
+    """The proxy the environment names for ``url`` (``https_proxy`` for https://,
+    ``http_proxy`` for http://, then their upper-case spellings, as curl reads them),
+    None where ``no_proxy`` lists its host or none is set; ConfigError for a proxy
+    collector cannot use."""
+    from collector.jobkeys import PROXY_SCHEMES
+    from collector.settings import without_password
+
+    parts = urlsplit(url)
+    names = (f"{parts.scheme}_proxy", f"{parts.scheme.upper()}_PROXY")
+    name = next((n for n in names if environ.get(n, "").strip()), None)
+    if name is None:
+        return None
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    if _bypassed(parts.hostname or "", parts.port, no_proxy):
+        return None
+    found = environ[name].strip()
+    found = found if "://" in found else "http://" + found
+    proxy = urlsplit(found)
+    if proxy.scheme.lower() not in PROXY_SCHEMES or not proxy.hostname:
+        raise ConfigError(f'{where}: proxy = "env": ${name} is {without_password(found)!r}, '
+                          "not an http://, https://, socks5:// or socks5h:// proxy URL")
+    return found
+
+
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` (comma-separated: ``*``, a host or domain, ``.domain``, each
+    with an optional ``:port``, as curl reads it) leaves ``host`` out of the proxy."""
+    host = host.lower().rstrip(".")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (
+            entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.strip("[]").lstrip(".").rstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
 
 
 def redacted(batch: BatchSpec) -> BatchSpec:

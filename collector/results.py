@@ -15,7 +15,7 @@ from collector.histogram import summarize
 
 ErrorKind = Literal[
     "connect_refused", "connect_timeout", "dns", "read_timeout", "tls", "protocol",
-    "too_large", "other",
+    "too_large", "proxy", "other",
 ]
 
 # running: claimed, not finished; ok / partial / failed: every, some, no request got a

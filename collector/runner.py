@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import ssl
+import sys
 import threading
 import time
 import warnings
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -44,11 +46,13 @@ from urllib3.exceptions import (
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
+    ProxyError,
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.poolmanager import PoolManager, ProxyManager
 from urllib3.response import BaseHTTPResponse
-from urllib3.util import Timeout, Url, parse_url
+from urllib3.util import Timeout, Url, make_headers, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
 from collector import __version__
@@ -61,6 +65,7 @@ from collector.meter import (
     Meter,
     Opened,
     ms_since,
+    socks_connection_classes,
     timed,
 )
 from collector.results import (
@@ -88,6 +93,7 @@ class _Target:
     path: str  # the URL's path and query string, sent as the request target
     headers: dict[str, str]
     body_method: bool
+    via: str = ""  # before the path as sent: the origin, to a forwarding proxy
 
 
 def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
@@ -107,7 +113,8 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     target = _target(spec)
     problem = _local_problem(spec)
     context = None
-    if problem is None and spec.url.startswith("https:"):
+    if problem is None and (spec.url.startswith("https:")
+                            or (spec.proxy or "").startswith("https:")):
         try:
             context = tls_context(spec)
         except (ssl.SSLError, OSError) as exc:
@@ -218,36 +225,90 @@ def _origin(url: Url) -> str:
 
 def _target(spec: BatchSpec) -> _Target:
     url = parse_url(spec.url)
-    return _Target(origin=_origin(url), path=url.request_uri,
-                   headers={"User-Agent": USER_AGENT, **spec.headers},
-                   body_method=spec.method in BODY_METHODS)
+    origin = _origin(url)
+    headers = {"User-Agent": USER_AGENT, **spec.headers}
+    via = ""
+    if _forwarded(spec):
+        # An http:// request through an HTTP(S) proxy: sent whole to the proxy, which
+        # forwards it (no tunnel), with the origin's Host.
+        via = origin
+        headers = {"Host": url.netloc or "", **headers}
+    return _Target(origin=origin, path=url.request_uri, headers=headers,
+                   body_method=spec.method in BODY_METHODS, via=via)
+
+
+def _forwarded(spec: BatchSpec) -> bool:
+    return (spec.proxy is not None and spec.url.startswith("http:")
+            and spec.proxy.startswith(("http:", "https:")))
 
 
 def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str,
                context: ssl.SSLContext | None) -> HTTPConnectionPool:
+    """The batch's one pool: to the server, or, with a ``proxy``, the one pool urllib3's
+    proxy manager makes for the server (to an HTTP proxy that forwards an http://
+    request, through a CONNECT tunnel for https://, or through a SOCKS proxy)."""
     url = parse_url(spec.url)
     assert url.host is not None, "job files and options check that a URL has a host"
     timeout = Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
                       total=spec.timeout.total)
-    pool: HTTPConnectionPool
-    if url.scheme == "https":
-        tls: dict[str, Any] = {"ssl_context": context}
+    options: dict[str, Any] = {"maxsize": spec.pool_size, "block": True, "timeout": timeout}
+    if url.scheme == "https" or (spec.proxy or "").startswith("https:"):
+        options["ssl_context"] = context
         if not spec.verify:
             # The job said so; collector warns once per batch, urllib3 need not per request.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
             log.warning("%s: TLS certificates are not verified (verify = false)", origin)
-            tls.update(cert_reqs="CERT_NONE", assert_hostname=False)
-        pool = HTTPSConnectionPool(url.host, url.port, maxsize=spec.pool_size, block=True,
-                                   timeout=timeout, meter=meter, **tls)
-        pool.ConnectionCls = CountingHTTPSConnection
+            options.update(cert_reqs="CERT_NONE", assert_hostname=False)
+    pool: HTTPConnectionPool
+    if spec.proxy is None:
+        kind = HTTPSConnectionPool if url.scheme == "https" else HTTPConnectionPool
+        pool = kind(url.host, url.port, **options)
     else:
-        pool = HTTPConnectionPool(url.host, url.port, maxsize=spec.pool_size, block=True,
-                                  timeout=timeout, meter=meter)
-        pool.ConnectionCls = CountingHTTPConnection
+        pool = _proxied_pool(spec, options)
+    # The connections' own keyword arguments (urllib3's pool managers key their pools
+    # by the pool arguments they know, so these are given to the pool made).
+    pool.conn_kw["meter"] = meter
+    if (spec.proxy or "").startswith("socks5h:"):
+        pool.conn_kw["resolve"] = False  # the proxy resolves the name
+    pool.ConnectionCls = _connection_class(pool, spec)
     return pool
 
 
-def tls_context(spec: BatchSpec) -> ssl.SSLContext:
+def _proxied_pool(spec: BatchSpec, options: dict[str, Any]) -> HTTPConnectionPool:
+    assert spec.proxy is not None
+    proxy = parse_url(spec.proxy)
+    manager: PoolManager
+    if proxy.scheme in ("socks5", "socks5h"):
+        from urllib3.contrib.socks import SOCKSProxyManager
+
+        manager = SOCKSProxyManager(spec.proxy, num_pools=1, **options)
+    else:
+        headers = make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else None
+        proxy_tls = None
+        if proxy.scheme == "https" and spec.url.startswith("https:"):
+            # TLS with the proxy, then with the server through it: the proxy's context
+            # is not the timed one, so tls_ms is the server's handshake.
+            proxy_tls = tls_context(spec, timed_handshakes=False)
+        manager = ProxyManager(_without_auth(spec.proxy, proxy), num_pools=1,
+                               proxy_headers=headers, proxy_ssl_context=proxy_tls, **options)
+    pool: HTTPConnectionPool = manager.connection_from_url(spec.url)
+    return pool
+
+
+def _without_auth(text: str, proxy: Url) -> str:
+    # Its credentials go in Proxy-Authorization (urllib3 sends that header when told to).
+    return proxy._replace(auth=None).url if proxy.auth else text
+
+
+def _connection_class(pool: HTTPConnectionPool, spec: BatchSpec) -> type[HTTPConnection]:
+    tls = isinstance(pool, HTTPSConnectionPool)
+    if spec.proxy is not None and spec.proxy.startswith("socks"):
+        plain, secure = socks_connection_classes()
+        return secure if tls else plain
+    return CountingHTTPSConnection if tls else CountingHTTPConnection
+
+
+def tls_context(spec: BatchSpec, *, timed_handshakes: bool = True) -> ssl.SSLContext:
     """The batch's one TLS context, as urllib3 would make it for each connection (its
     defaults, the job's CA file or the system's certificates, its client certificate),
     made once, and its handshakes timed (:func:`collector.meter.timed`).
@@ -263,7 +324,7 @@ def tls_context(spec: BatchSpec) -> ssl.SSLContext:
             context.load_default_certs()
     if spec.client_cert is not None:
         context.load_cert_chain(spec.client_cert, spec.client_key)
-    return timed(context)
+    return timed(context) if timed_handshakes else context
 
 
 def _retry(spec: BatchSpec, meter: Meter) -> AttemptRetry:
@@ -300,9 +361,10 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
     sha256: str | None = None
     error: tuple[ErrorKind, str] | None = None
     try:
-        response = pool.urlopen(spec.method, path, body=body, headers=headers,
-                                retries=retry, redirect=False,
-                                preload_content=False, decode_content=False)
+        response = pool.urlopen(spec.method, target.via + path if target.via else path,
+                                body=body, headers=headers, retries=retry, redirect=False,
+                                preload_content=False, decode_content=False,
+                                assert_same_host=not target.via)
         if spec.follow_redirects:
             response = _follow(pool, meter, retry, spec, target, path, body, headers,
                                response)
@@ -399,9 +461,10 @@ def _follow(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: B
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        response = pool.urlopen(method, path, body=body, headers=headers,
+        response = pool.urlopen(method, target.via + path, body=body, headers=headers,
                                 retries=retry, redirect=False,
-                                preload_content=False, decode_content=False)
+                                preload_content=False, decode_content=False,
+                                assert_same_host=not target.via)
     return response
 
 
@@ -458,9 +521,23 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     kind: ErrorKind
+    if isinstance(exc, ProxyError):
+        inner = exc.original_error
+        if isinstance(inner, NewConnectionError | ConnectTimeoutError | NameResolutionError):
+            kind, message = classify(inner)  # the proxy itself cannot be reached
+            return kind, f"proxy: {message}"
+        return "proxy", " ".join(f"the proxy failed: {_cause(inner)}".split())[:500]
     where = _where(exc)
     if isinstance(exc, NameResolutionError):
         kind, message = "dns", f"cannot resolve {where}: {_cause(exc)}"
+    elif isinstance(exc, NewConnectionError) and (socks := _socks_error(exc)) is not None:
+        socket_error = getattr(socks, "socket_err", None)
+        if isinstance(socket_error, ConnectionRefusedError):
+            kind, message = "connect_refused", "proxy: the SOCKS proxy refused the connection"
+        elif isinstance(socket_error, TimeoutError):
+            kind, message = "connect_timeout", "proxy: no connection to the SOCKS proxy in time"
+        else:
+            kind, message = "proxy", f"the SOCKS proxy failed: {socks}"
     elif isinstance(exc, NewConnectionError):
         refused = isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError)
         kind = "connect_refused" if refused else "other"
@@ -484,8 +561,15 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
 # urllib3 names the pool or connection object in its messages ("HTTPConnectionPool(host=
 # 'h', port=1): ", "<...CountingHTTPConnection object at 0x...>: "): facts of the code,
 # not of the request. The target is said once, as host:port.
-_INTERNALS = re.compile(r"\w*HTTPS?Connection(?:Pool)?\(host='[^']*', port=\d+\): |"
+_INTERNALS = re.compile(r"\w*(?:HTTPS?|SOCKS\w*)Connection(?:Pool)?\(host='[^']*', port=\d+\): |"
                         r"<[\w.]+ object at 0x[0-9a-f]+>: ")
+
+
+def _socks_error(exc: NewConnectionError) -> BaseException | None:
+    """The PySocks error behind ``exc``, if a SOCKS proxy's connection failed."""
+    socks = sys.modules.get("socks")  # loaded only by a batch through a SOCKS proxy
+    cause = exc.__cause__ or exc.__context__
+    return cause if socks is not None and isinstance(cause, socks.ProxyError) else None
 
 
 def _where(exc: BaseException) -> str:

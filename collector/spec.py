@@ -60,6 +60,9 @@ class BatchSpec:
     retry_after_max: float = DEFAULT_RETRY_AFTER_MAX  # the longest Retry-After honoured
     basic_auth: tuple[str, str] | None = None  # (username, password reference)
     redact: tuple[str, ...] = ()  # field names whose values are stored as REDACTED
+    # http://, https://, socks5:// or socks5h:// (credentials by reference), or "env": the
+    # environment's https_proxy/http_proxy and no_proxy; None: direct, whatever they say.
+    proxy: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -254,7 +254,7 @@ url = "http://x/"
     assert messages == [
         f'{one}: job "a": colour: unknown key (allowed: basic_auth, ca_file, client_cert, '
         "client_key, concurrency, cron, enabled, every, fields, follow_redirects, headers, "
-        "jitter, max_body, method, pool_size, queries, redact, retries, retry_after_max, "
+        "jitter, max_body, method, pool_size, proxy, queries, redact, retries, retry_after_max, "
         "retry_statuses, timeout, timezone, url, verify)",
         f'{one}: job "a": url: "ftp://x/" is not an http:// or https:// URL with a host',
         f'{one}: job "a": pool_size: 0 must be between 1 and 1000',

@@ -115,6 +115,10 @@ HeaderOption = Annotated[list[str] | None, typer.Option(
     "--header", "-H", metavar="'NAME: VALUE'", help="A request header. Repeatable.")]
 CaFileOption = Annotated[str | None, typer.Option(
     metavar="PEM", help="CA certificates to trust for https://, instead of the system's.")]
+ProxyOption = Annotated[str | None, typer.Option(
+    metavar="URL", help="Send through this proxy: http://, https://, socks5:// or socks5h:// "
+                        "(a password only as ${VAR}), or 'env' for $https_proxy/$http_proxy "
+                        "(default: direct, whatever the environment says).")]
 MaxBodyOption = Annotated[str | None, typer.Option(
     metavar="SIZE", help="The largest body to read: bytes, or 512KiB, 10MB (default 10MiB).",
     show_default=False)]
@@ -158,6 +162,7 @@ class BatchOptions:
     header: HeaderOption = None
     ca_file: CaFileOption = None
     max_body: MaxBodyOption = None
+    proxy: ProxyOption = None
 
     def given(self) -> list[str]:
         """The options given, as they are written: ``--pool-size``."""
@@ -183,7 +188,7 @@ class BatchOptions:
             "fields": common, "method": self.method, "pool_size": self.pool_size,
             "concurrency": self.concurrency, "timeout": timeouts, "retries": self.retries,
             "headers": parse_headers(self.header) if self.header else None,
-            "ca_file": self.ca_file, "max_body": self.max_body,
+            "ca_file": self.ca_file, "max_body": self.max_body, "proxy": self.proxy,
         }
 
 
