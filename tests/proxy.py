@@ -1,17 +1,20 @@
-"""A TCP proxy on 127.0.0.1 that a test can freeze (sockets open, nothing forwarded) or cut."""
+"""A TCP proxy on 127.0.0.1 that a test can freeze (sockets open, nothing forwarded) or cut;
+with ``tls``, it speaks TLS to its clients (a TLS front for a plain server)."""
 
 from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 
 
 class Proxy:
     """Forwards 127.0.0.1:``port`` to ``target``; ``freeze()``, ``thaw()``, ``cut()``."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, tls: ssl.SSLContext | None = None) -> None:
         self.target = target
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._forwarding = threading.Event()
@@ -56,14 +59,19 @@ class Proxy:
             if self._refusing:
                 client.close()
                 continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            if self._tls is not None:
+                client = self._tls.wrap_socket(client, server_side=True)
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._pairs.append((client, upstream))
+        self._pump(client, upstream)
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}
@@ -77,6 +85,8 @@ class Proxy:
                     if not data:
                         return
                     peers[sock].sendall(data)
+                    while isinstance(sock, ssl.SSLSocket) and sock.pending():
+                        peers[sock].sendall(sock.recv(65536))  # decrypted, not in select
         except (OSError, ValueError):
             return
         finally:

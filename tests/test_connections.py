@@ -205,3 +205,16 @@ def test_phases_agree_with_curl(ca: trustme.CA, ca_file: str) -> None:
     # Two processes on a loaded machine: a millisecond or so apart when quiet
     # (benchmarks/README.md), a generous bound here.
     assert abs(ours.tls_ms - curl_tls) < 100
+
+
+def test_show_lists_the_certificates(https_server: LocalServer, ca_file: str,
+                                     sqlite_url: str) -> None:
+    from tests.cli import invoke
+
+    code, out, err = invoke("run-once", "--url", https_server.url("/search"), "-q", "q=a",
+                            "--ca-file", ca_file, "--db", sqlite_url)
+    assert code == 0, err
+    assert "TLS certificates:\n  " in out and "expires 3000-01-01 00:00 UTC (TLSv1." in out
+    code, shown, err = invoke("show", "1", "--db", sqlite_url)
+    assert code == 0, err
+    assert "TLS certificates:" in shown and "issued by OU=Testing CA" in shown

@@ -3,10 +3,12 @@ through one pool, their TCP connections (to the proxy) counted as the proxy logs
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from collector.errors import JobFileError
 from collector.jobfile import load_job_file
@@ -15,6 +17,7 @@ from collector.runner import run_batch
 from collector.spec import BatchSpec
 from tests.cli import invoke
 from tests.peers import Microsocks, Tinyproxy
+from tests.proxy import Proxy
 from tests.server import LocalServer
 
 QUERIES = tuple({"q": f"q{i}"} for i in range(4))
@@ -180,3 +183,32 @@ def test_proxy_failures_say_it_was_the_proxy(tmp_path: Path, server: LocalServer
         assert unreachable.error_kind == "connect_refused", unreachable
         assert (unreachable.error or "").startswith("proxy: "), unreachable
         assert "Connection(" not in (unreachable.error or "")
+
+
+def test_through_an_https_proxy(tinyproxy: Tinyproxy, server: LocalServer,
+                                https_server: LocalServer, ca: trustme.CA,
+                                ca_file: str) -> None:
+    """tinyproxy behind a TLS front: TLS to the proxy, then, for https://, TLS to the
+    server inside it."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", organization_unit_name="the proxy").configure_cert(context)
+    front = Proxy(("127.0.0.1", tinyproxy.port), tls=context)
+    try:
+        proxy = f"https://127.0.0.1:{front.port}"
+        plain = run_batch(BatchSpec(url=server.url("/search"), queries=QUERIES,
+                                    ca_file=ca_file, proxy=proxy))
+        secure = run_batch(BatchSpec(url=https_server.url("/search"), queries=QUERIES,
+                                     ca_file=ca_file, proxy=proxy))
+    finally:
+        front.close()
+    assert [r.status for r in plain.requests + secure.requests] == [200] * 8
+    for result in (plain, secure):
+        assert {c.remote_port for c in result.connections} == {front.port}
+        assert result.requests[0].tls_ms is not None and result.requests[0].tcp_ms is not None
+    # http:// goes to the proxy over TLS: the TLS facts are the proxy's
+    assert "the proxy" in (plain.connections[0].cert_subject or "")
+    # https:// is TLS with the server, inside the proxy's TLS: the server's facts
+    assert "the proxy" not in (secure.connections[0].cert_subject or "")
+    assert secure.connections[0].cert_sha256 != plain.connections[0].cert_sha256
+    total = plain.tcp_connections + secure.tcp_connections
+    assert tinyproxy.wait_connections(total) == total

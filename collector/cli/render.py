@@ -91,6 +91,7 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
               for r in result.requests if r.failed]
     if errors:
         lines += ["", "errors:", *errors]
+    lines += _certificates(result)
     elapsed = (result.finished_at - result.started_at).total_seconds() * 1000
     lines += [
         "",
@@ -102,6 +103,19 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
         f"{result.requests_failed} failed, in {elapsed:.0f} ms",
     ]
     return "\n".join(lines)
+
+
+def _certificates(result: BatchResult) -> list[str]:
+    """A line for each certificate the batch's connections were shown, with its session."""
+    seen: dict[str, str] = {}
+    for c in result.connections:
+        if c.cert_sha256 is not None and c.cert_sha256 not in seen:
+            expires = (f", expires {c.chain_not_after:%Y-%m-%d %H:%M} UTC"
+                       if c.chain_not_after else "")
+            seen[c.cert_sha256] = (f"  {printable(c.cert_subject)}, issued by "
+                                   f"{printable(c.cert_issuer)}{expires} "
+                                   f"({c.tls_version}, {c.cipher})")
+    return ["", "TLS certificates:", *seen.values()] if seen else []
 
 
 def batch_document(batch_id: int | None, columns: Mapping[str, Any],
