@@ -10,6 +10,7 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import trustme
@@ -218,3 +219,25 @@ def test_show_lists_the_certificates(https_server: LocalServer, ca_file: str,
     code, shown, err = invoke("show", "1", "--db", sqlite_url)
     assert code == 0, err
     assert "TLS certificates:" in shown and "issued by OU=Testing CA" in shown
+
+
+def test_each_address_of_a_name_is_tried_in_turn(monkeypatch: pytest.MonkeyPatch,
+                                                 server: LocalServer) -> None:
+    # A name with two addresses, the first refusing: this machine's resolver has no
+    # such name, so the lookup answers as a DNS server would; the connects are real.
+    real = socket.getaddrinfo
+    port = server.server_address[1]
+
+    def two_addresses(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        if host == "two.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+                    for address in ("127.0.0.2", "127.0.0.1")]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    result = run_batch(BatchSpec(url=f"http://two.test:{port}/search", queries=_queries(2)))
+    assert [r.status for r in result.requests] == [200, 200]
+    assert result.tcp_connections == 1 and result.connections[0].remote_address == "127.0.0.1"
+    assert result.requests[0].dns_ms is not None
+    # the server was asked for the name, not for the address connected to
+    assert {headers.get("Host") for _, _, _, headers in server.seen} == {f"two.test:{port}"}
