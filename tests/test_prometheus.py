@@ -4,8 +4,6 @@ the database; `promtool check metrics` on them; the shipped alert rules' own tes
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -23,8 +21,8 @@ from sqlalchemy import select
 from collector.metrics import BUCKETS
 from collector.models import batches, connections, requests
 from collector.store import open_store
-from tests.conftest import IN_CI
 from tests.daemons import DaemonProcess
+from tests.peers import free_port, tool
 from tests.server import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,12 +30,7 @@ RULES = ROOT / "prometheus"
 
 
 def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if IN_CI:
-            pytest.fail(f"{name} is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip(f"{name} is not installed (Debian's prometheus package)")
-    return found
+    return tool(name, "prometheus")
 
 
 def test_the_alert_rules_pass_their_tests() -> None:
@@ -51,18 +44,11 @@ def test_the_alert_rules_pass_their_tests() -> None:
     assert "SUCCESS" in tested.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class Prometheus:
     """A real Prometheus scraping ``target`` every second, its data in ``folder``."""
 
     def __init__(self, folder: Path, target: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         config = folder / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -120,7 +106,7 @@ def test_a_real_prometheus_scrapes_what_the_database_holds(
         sqlite_url: str, server: LocalServer, expiring_https: tuple[LocalServer, datetime],
         ca_file: str, tmp_path: Path) -> None:
     https, expires = expiring_https
-    refused = _free_port()  # nothing listens there
+    refused = free_port()  # nothing listens there
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(
         f'[jobs.tick]\nurl = "{server.url("/search")}"\nevery = "2s"\n'
