@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from collector.errors import ConfigError
 from collector.jobkeys import REFERENCE, header_value_problem
@@ -133,8 +133,13 @@ def prepare(batch: BatchSpec, environ: Mapping[str, str] = os.environ, *,
     proxy = batch.proxy
     if proxy == "env":
         proxy = environment_proxy(url, environ, where=where)
-    elif proxy is not None:
-        proxy = expand("proxy", proxy)
+    elif proxy is not None and "${" in proxy:
+        def quoted(match: re.Match[str]) -> str:  # a value may hold @ or :
+            value = _value(match, environ, where=f"{where}: proxy")
+            values.extend((value, quote(value, safe="")))
+            return quote(value, safe="")
+
+        proxy = REFERENCE.sub(quoted, proxy)
     if proxy is not None and (userinfo := urlsplit(proxy).netloc.rpartition("@")[0]):
         values += [userinfo, *userinfo.split(":", 1)]  # kept out of every log line
     ready = dataclasses.replace(

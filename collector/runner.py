@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -281,14 +281,17 @@ def _proxied_pool(spec: BatchSpec, options: dict[str, Any]) -> HTTPConnectionPoo
     if proxy.scheme in ("socks5", "socks5h"):
         from urllib3.contrib.socks import SOCKSProxyManager
 
-        manager = SOCKSProxyManager(spec.proxy, num_pools=1, **options)
+        user, _, password = (proxy.auth or "").partition(":")
+        manager = SOCKSProxyManager(_without_auth(spec.proxy, proxy), num_pools=1,
+                                    username=unquote(user) or None,
+                                    password=unquote(password) or None, **options)
     else:
-        headers = make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else None
+        headers = make_headers(proxy_basic_auth=unquote(proxy.auth)) if proxy.auth else None
         proxy_tls = None
         if proxy.scheme == "https" and spec.url.startswith("https:"):
             # TLS with the proxy, then with the server through it: the proxy's context
             # is not the timed one, so tls_ms is the server's handshake.
-            proxy_tls = tls_context(spec, timed_handshakes=False)
+            proxy_tls = tls_context(spec, for_proxy=True)
         manager = ProxyManager(_without_auth(spec.proxy, proxy), num_pools=1,
                                proxy_headers=headers, proxy_ssl_context=proxy_tls, **options)
     pool: HTTPConnectionPool = manager.connection_from_url(spec.url)
@@ -296,7 +299,8 @@ def _proxied_pool(spec: BatchSpec, options: dict[str, Any]) -> HTTPConnectionPoo
 
 
 def _without_auth(text: str, proxy: Url) -> str:
-    # Its credentials go in Proxy-Authorization (urllib3 sends that header when told to).
+    # Its credentials are given apart, percent-decoded (a URL holds them encoded): in
+    # Proxy-Authorization to an HTTP proxy, as the SOCKS user name and password.
     return proxy._replace(auth=None).url if proxy.auth else text
 
 
@@ -308,10 +312,12 @@ def _connection_class(pool: HTTPConnectionPool, spec: BatchSpec) -> type[HTTPCon
     return CountingHTTPSConnection if tls else CountingHTTPConnection
 
 
-def tls_context(spec: BatchSpec, *, timed_handshakes: bool = True) -> ssl.SSLContext:
+def tls_context(spec: BatchSpec, *, for_proxy: bool = False) -> ssl.SSLContext:
     """The batch's one TLS context, as urllib3 would make it for each connection (its
     defaults, the job's CA file or the system's certificates, its client certificate),
-    made once, and its handshakes timed (:func:`collector.meter.timed`).
+    made once, and its handshakes timed (:func:`collector.meter.timed`). ``for_proxy``:
+    the context of an https:// proxy that tunnels to an https:// server, neither timed
+    nor with the client certificate (which is the server's to see).
 
     Raises ``ssl.SSLError`` or ``OSError`` for a file it cannot load.
     """
@@ -322,9 +328,11 @@ def tls_context(spec: BatchSpec, *, timed_handshakes: bool = True) -> ssl.SSLCon
             context.load_verify_locations(cafile=spec.ca_file)
         else:
             context.load_default_certs()
+    if for_proxy:
+        return context
     if spec.client_cert is not None:
         context.load_cert_chain(spec.client_cert, spec.client_key)
-    return timed(context) if timed_handshakes else context
+    return timed(context)
 
 
 def _retry(spec: BatchSpec, meter: Meter) -> AttemptRetry:

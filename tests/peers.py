@@ -47,7 +47,11 @@ class _Peer:
         self.log = log
         self._output = output.open("w")
         self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT)
-        self._wait_listening()
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.close()
+            raise
         self.baseline = 0
         if probe_logged:
             self.baseline = self.wait_connections(1)  # the readiness probe's connection

@@ -88,6 +88,19 @@ def test_a_proxy_password_by_reference(tmp_path: Path, server: LocalServer) -> N
     assert refused.status in (401, 407)
 
 
+def test_a_socks_password_a_url_could_not_hold_as_it_is(tmp_path: Path,
+                                                         server: LocalServer) -> None:
+    password = "p@ss:w/rd%41"  # tinyproxy's BasicAuth takes letters and digits only
+    with Microsocks(tmp_path, auth=("collector", password)) as proxy:
+        spec = BatchSpec(url=server.url("/search"), queries=QUERIES,
+                         proxy=proxy.url("collector:${PROXY_PASSWORD}"))
+        prepared = prepare(spec, {"PROXY_PASSWORD": password}, where="job")
+        assert password in prepared.values  # kept out of every log line
+        result = run_batch(prepared.ready)
+        assert proxy.wait_connections(1) == result.tcp_connections == 1
+    assert [r.status for r in result.requests] == [200] * 4
+
+
 def test_a_tunnel_the_proxy_refuses_is_a_proxy_error(tmp_path: Path,
                                                      https_server: LocalServer,
                                                      ca_file: str) -> None:
