@@ -21,6 +21,7 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +40,14 @@ from collector.store.batches import _insert_requests
 GROUP = 256
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """A group of finished requests, as the store's row writer takes a batch's rows."""
+
+    requests: tuple[RequestResult, ...]
+    connections: tuple[()] = ()  # known when the batch is over: written after it
+
+
 def streamed(store: Store, spec: BatchSpec) -> None:
     """The batch run with its rows written by a writer thread as they finish."""
     # Groups of finished requests, then the finished batch (its counters).
@@ -54,7 +63,7 @@ def streamed(store: Store, spec: BatchSpec) -> None:
                     concurrency=spec.concurrency, worker="bench", batch_key=new_batch_key(),
                     status="running")).inserted_primary_key[0]
                 while isinstance(group := handed.get(), tuple):
-                    _insert_requests(conn, [(batch_id, group)])
+                    _insert_requests(conn, [(batch_id, _Rows(group))])  # type: ignore[list-item]
                 conn.execute(update(batches).where(batches.c.id == batch_id).values(
                     **group.counters(), started_at=group.started_at))
         except BaseException as exc:  # re-raised in the sending thread below
