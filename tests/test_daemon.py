@@ -390,12 +390,18 @@ def test_catch_up_fires_are_spread_and_end_before_the_next_fire(sqlite_url: str,
     before = datetime.now(UTC)
     planned = _catch_ups(sqlite_url, tmp_path, 200, 60, timedelta(hours=1))
     after = datetime.now(UTC)
-    assert all(plan is not None for plan in planned.values())
-    runs = sorted(plan[0] for plan in planned.values() if plan is not None)
-    fire = next(plan[1] for plan in planned.values() if plan is not None)
-    following = fire + timedelta(seconds=60)
-    assert before <= runs[0] and runs[-1] <= after + (following - before) / 2
-    # Spread, not bunched: no tenth of the span holds more than a fifth of them.
+    plans = [plan for plan in planned.values() if plan is not None]
+    assert len(plans) == 200
+    # Each before its own next fire's half-way mark (a minute may turn while 200 jobs are
+    # scheduled: the jobs scheduled after it miss the newer fire).
+    for run, fire in plans:
+        assert before <= run <= after + (fire + timedelta(seconds=60) - before) / 2
+    # Spread, not bunched: no tenth of the span holds more than a fifth of a fire's jobs.
+    by_fire: dict[datetime, list[datetime]] = {}
+    for run, fire in plans:
+        by_fire.setdefault(fire, []).append(run)
+    largest: list[datetime] = max(by_fire.values(), key=len)
+    runs = sorted(largest)
     span = (runs[-1] - runs[0]) / 10
     assert max(sum(runs[0] + span * k <= r < runs[0] + span * (k + 1) for r in runs)
-               for k in range(10)) <= 40
+               for k in range(10)) <= len(runs) / 5
