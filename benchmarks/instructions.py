@@ -31,6 +31,7 @@ from benchmarks.harness import ROOT, Figure, Scale
 _SCRIPT = """
 import sys
 from benchmarks.batch import bare_loop
+from collector.checks import parse_checks
 from collector.runner import run_batch
 from collector.spec import BatchSpec
 from urllib.parse import urlsplit
@@ -52,12 +53,19 @@ elif mode == "urllib3":
             pass
         response.release_conn()
     pool.close()
+elif mode == "checks":
+    # A status, a header and a JMESPath value: the body kept and parsed
+    checks = parse_checks([{"name": "ok", "status": "2xx"},
+                           {"name": "type", "header": "Content-Type", "matches": "javascript"},
+                           {"name": "status", "json": "responseStatus", "equals": 200}])
+    result = run_batch(BatchSpec(url=url, queries=queries, checks=checks))
+    assert result.checks_failed == 0 and result.checks_passed == 3 * count
 else:
     result = run_batch(BatchSpec(url=url, queries=queries))
     assert result.requests_failed == 0 and result.tcp_connections == 1
 """
 
-MODES = ("bare", "urllib3", "run_batch")
+MODES = ("bare", "urllib3", "run_batch", "checks")
 
 
 def available() -> bool:
@@ -98,6 +106,10 @@ def run(scale: Scale) -> list[Figure]:
         Figure(suite="instructions", name="run_batch, instructions a request",
                value=costs["run_batch"], unit="instructions", baseline="bare urllib3 loop",
                baseline_value=costs["bare"], goal=">= 0.93"),
+        Figure(suite="instructions", name="run_batch with 3 checks (status, header, JSON), "
+               "instructions a request", value=costs["checks"], unit="instructions",
+               baseline="run_batch without", baseline_value=costs["run_batch"],
+               note=f"{costs['checks'] - costs['run_batch']:+,.0f} instructions a request"),
     ]
 
 

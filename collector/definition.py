@@ -47,6 +47,8 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
         definition["redact"] = list(batch.redact)
     if batch.proxy is not None:
         definition["proxy"] = batch.proxy
+    if batch.checks:
+        definition["checks"] = [dict(c.table) for c in batch.checks]
     if batch.retry_statuses:
         definition["retry_statuses"] = list(batch.retry_statuses)
     if batch.retry_after_max != DEFAULT_RETRY_AFTER_MAX:

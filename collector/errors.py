@@ -259,8 +259,8 @@ class SchemaMismatch(StoreError):
 
 
 class RequestsFailed(CollectorError):
-    """``--fail-on-error``: ``.failed`` of ``.total`` requests got no response or a status
-    >= 400 (the batch is stored and shown all the same)."""
+    """``--fail-on-error``: ``.failed`` of ``.total`` requests got no response, a status
+    >= 400 or failed a check (the batch is stored and shown all the same)."""
 
     exit_code = 3
     label = None
@@ -268,7 +268,8 @@ class RequestsFailed(CollectorError):
     def __init__(self, failed: int, total: int) -> None:
         self.failed = failed
         self.total = total
-        super().__init__(f"{failed} of {total} requests failed or got a status >= 400")
+        super().__init__(f"{failed} of {total} requests failed, got a status >= 400 or "
+                         "failed a check")
 
 
 class Interrupted(CollectorError):

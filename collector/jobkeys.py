@@ -265,6 +265,12 @@ def _proxy(value: object) -> str:
     return parts.scheme.lower() + value[len(parts.scheme):]
 
 
+def _checks(value: object) -> tuple[Any, ...]:
+    from collector.checks import parse_checks  # here: its JMESPath only for jobs with checks
+
+    return parse_checks(value)
+
+
 def _retry_statuses(value: object) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in value):
@@ -327,6 +333,7 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "basic_auth": _basic_auth,
     "redact": _redact,
     "proxy": _proxy,
+    "checks": _checks,
     "retry_statuses": _retry_statuses,
     "retry_after_max": _duration("retry_after_max", maximum=3600.0),
 }

@@ -83,6 +83,9 @@ class Metrics:
             "collector_request_duration_seconds", "Time from sending a request to the end "
             "of its body, for the requests that got a response.", [LABEL], buckets=BUCKETS,
             registry=r)
+        self.checks = Counter("collector_checks", "The job's checks on its responses, by "
+                              "check and result (passed or failed).",
+                              [LABEL, "check", "result"], registry=r)
         self.tcp_connections = Counter("collector_tcp_connections",
                                        "TCP connections really opened.", [LABEL], registry=r)
         self.skipped = Counter("collector_fires_skipped", "Fires not run here: claimed by "
@@ -108,11 +111,19 @@ class Metrics:
         self.spool_write_failures = Counter(
             "collector_spool_write_failures", "Batches the database could not take and the "
             "spool could not keep either (a full or read-only disk): lost.", registry=r)
+        self._check_names: dict[str, tuple[str, ...]] = {}  # by job, as scheduled
         self._server: WSGIServer | None = None
 
-    def job_scheduled(self, job: str) -> None:
+    def job_scheduled(self, job: str, checks: tuple[str, ...] = ()) -> None:
         """Make every per-job series of ``job`` exist, at zero (a job scheduled anew keeps
-        what it had)."""
+        what it had); ``checks``: its checks' names."""
+        for gone in set(self._check_names.get(job, ())) - set(checks):
+            for outcome in ("passed", "failed"):
+                self.checks.remove(job, gone, outcome)
+        self._check_names[job] = checks
+        for check in checks:
+            for outcome in ("passed", "failed"):
+                self.checks.labels(job, check, outcome)
         for status in BATCH_STATUSES:
             self.batches.labels(job, status)
         for outcome in OUTCOMES:
@@ -125,6 +136,9 @@ class Metrics:
 
     def job_unscheduled(self, job: str) -> None:
         """Remove ``job``'s series: it is no longer scheduled here."""
+        for check in self._check_names.pop(job, ()):
+            for outcome in ("passed", "failed"):
+                self.checks.remove(job, check, outcome)
         for status in BATCH_STATUSES:
             self.batches.remove(job, status)
         for outcome in OUTCOMES:
@@ -150,9 +164,11 @@ class Metrics:
             requests.labels(job, request_outcome(request.status, request.error_kind)).inc()
             if request.status is not None:
                 seconds.observe(request.elapsed_ms / 1000)
+            for check in request.checks:
+                self.checks.labels(job, check.name, "passed" if check.passed else "failed").inc()
         self.tcp_connections.labels(job).inc(result.tcp_connections)
         self.last_batch.labels(job).set(result.finished_at.timestamp())
-        self.last_success.labels(job).set(1 if result.status == "ok" else 0)
+        self.last_success.labels(job).set(1 if result.succeeded else 0)
         expiry = min((c.chain_not_after for c in result.connections
                       if c.chain_not_after is not None), default=None)
         if expiry is not None:

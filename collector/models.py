@@ -119,6 +119,8 @@ batches = Table(
     Column("elapsed_p50_ms", Float, comment="median elapsed_ms of the responses (nearest rank)"),
     Column("elapsed_max_ms", Float, comment="largest elapsed_ms of the responses"),
     Column("elapsed_histogram", JSON(none_as_null=True), comment=HISTOGRAM),
+    Column("checks_passed", Integer, comment="the job's checks that passed, over its requests"),
+    Column("checks_failed", Integer, comment="the job's checks that failed"),
     # One row per fire of a schedule, whichever daemon claims it; NULLs
     # (manual runs) never collide.
     UniqueConstraint("job_name", "scheduled_for"),
@@ -204,6 +206,20 @@ requests = Table(
     Column("connection_id", Id, comment="connections.id of the connection it went over"),
     UniqueConstraint("batch_id", "position"),
     Index(None, "started_at"),
+)
+
+checks = Table(
+    "checks", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key, as requests.connection_id: rows of one transaction, pruned together
+    # (and gone with their batch).
+    Column("request_id", Id, nullable=False, comment="requests.id of the response checked"),
+    Column("name", String(100), nullable=False, comment="the check's name in the job"),
+    Column("passed", Boolean, nullable=False),
+    Column("observed", Text, comment="the value it looked at, shortened (the cut marked)"),
+    UniqueConstraint("request_id", "name"),
+    Index(None, "batch_id"),
 )
 
 jobs = Table(

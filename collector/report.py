@@ -68,6 +68,9 @@ class JobSummary:
     mean_body_length: float | None
     tcp_connections: int
     requests_per_connection: float | None
+    checks_passed: int
+    checks_failed: int
+    checks_pass_pct: float | None  # None: the job has no checks
     last_started_at: datetime
     last_status: str
     trend: tuple[TrendPoint, ...] = ()
@@ -90,6 +93,8 @@ def job_summaries(store: Store, filters: Filters, *,
                func.sum(batches.c.tcp_connections).label("tcp"), total.label("requests"),
                *(func.sum(batches.c[name]).label(name) for name in _COUNTS),
                func.sum(batches.c.body_bytes).label("body_bytes"),
+               func.sum(batches.c.checks_passed).label("checks_passed"),
+               func.sum(batches.c.checks_failed).label("checks_failed"),
                func.sum(batches.c.bodies).label("bodies"),
                func.max(batches.c.elapsed_max_ms).label("max_ms"))
         .where(*conditions).group_by(batches.c.job_name)
@@ -114,6 +119,7 @@ def job_summaries(store: Store, filters: Filters, *,
         b = counted[name]
         p50, p95 = percentiles(merged.get(name, {}), (0.5, 0.95), maximum=b.max_ms)
         requests_total = int(b.requests or 0)
+        passed, failed = int(b.checks_passed or 0), int(b.checks_failed or 0)
         summaries.append(JobSummary(
             job_name=name, batches=b.batches, requests=requests_total,
             **{count: int(getattr(b, count) or 0) for count in _COUNTS},
@@ -121,6 +127,9 @@ def job_summaries(store: Store, filters: Filters, *,
             mean_body_length=float(b.body_bytes) / int(b.bodies) if b.bodies else None,
             tcp_connections=int(b.tcp or 0),
             requests_per_connection=round(requests_total / b.tcp, 2) if b.tcp else None,
+            checks_passed=passed, checks_failed=failed,
+            checks_pass_pct=round(100 * passed / (passed + failed), 1)
+            if passed + failed else None,
             last_started_at=latest[name].started_at, last_status=latest[name].status,
             trend=tuple(trends.get(name, ())),
         ))

@@ -45,6 +45,19 @@ class FailedAttempt:
                 "at": self.at.isoformat()}
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CheckResult:
+    """One of the job's checks on one response: whether it passed, and the value it looked
+    at (shortened, the cut marked), a row of the ``checks`` table."""
+
+    name: str
+    passed: bool
+    observed: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "observed": self.observed}
+
+
 @dataclass(kw_only=True, slots=True)
 class RequestResult:
     """One request of a batch (treated as a value: never changed once made; not frozen,
@@ -82,6 +95,7 @@ class RequestResult:
     tls_ms: float | None = None
     http_version: str | None = None  # of the response: "1.1", "1.0"
     connection: int | None = None  # the ConnectionResult.number it went over last
+    checks: tuple[CheckResult, ...] = ()  # the job's checks on its response, in order
 
     @property
     def failed(self) -> bool:
@@ -100,6 +114,7 @@ class RequestResult:
             "dns_ms": self.dns_ms, "tcp_ms": self.tcp_ms, "tls_ms": self.tls_ms,
             "reused": self.reused, "http_version": self.http_version,
             "connection": self.connection,
+            "checks": [c.to_dict() for c in self.checks],
             "attempts": self.attempts, "error_kind": self.error_kind, "error": self.error,
             "failed_attempts": [a.to_dict() for a in self.failed_attempts],
         }
@@ -187,9 +202,23 @@ class BatchResult:
             return "ok"
         return "failed" if not self.requests_succeeded else "partial"
 
+    @property
+    def checks_failed(self) -> int:
+        return sum(not c.passed for r in self.requests for c in r.checks)
+
+    @property
+    def checks_passed(self) -> int:
+        return sum(c.passed for r in self.requests for c in r.checks)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every request answered, and every check passed (``collector_last_batch_success``)."""
+        return self.status == "ok" and not self.checks_failed
+
     def counters(self) -> dict[str, Any]:
         """The ``batches`` columns a finished batch fills in: status, counters, summary."""
         return {"finished_at": self.finished_at, "status": self.status,
+                "checks_passed": self.checks_passed, "checks_failed": self.checks_failed,
                 "num_connections": self.num_connections, "num_requests": self.num_requests,
                 "tcp_connections": self.tcp_connections,
                 "requests_succeeded": self.requests_succeeded,

@@ -57,6 +57,7 @@ from urllib3.util.ssl_ import create_urllib3_context
 
 from collector import __version__
 from collector.certificates import Certificates
+from collector.checks import Checks
 from collector.deadline import Deadline, Watchdog
 from collector.meter import (
     AttemptRetry,
@@ -94,6 +95,9 @@ class _Target:
     headers: dict[str, str]
     body_method: bool
     via: str = ""  # before the path as sent: the origin, to a forwarding proxy
+    checks: Checks | None = None  # the job's checks, compiled for the batch
+    keeps_body: bool = False  # a check reads the body: its chunks are kept
+    expiry: Callable[[Opened | None], datetime | None] | None = None  # a connection's
 
 
 def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
@@ -233,8 +237,25 @@ def _target(spec: BatchSpec) -> _Target:
         # forwards it (no tunnel), with the origin's Host.
         via = origin
         headers = {"Host": url.netloc or "", **headers}
+    checks = Checks(spec.checks) if spec.checks else None
+    expiry = None
+    if any(c.test == "cert_expires_after" for c in spec.checks):
+        expiry = _expiry_reader()
     return _Target(origin=origin, path=url.request_uri, headers=headers,
-                   body_method=spec.method in BODY_METHODS, via=via)
+                   body_method=spec.method in BODY_METHODS, via=via, checks=checks,
+                   keeps_body=checks is not None and checks.needs_body, expiry=expiry)
+
+
+def _expiry_reader() -> Callable[[Opened | None], datetime | None]:
+    """The earliest expiry among a connection's certificates, each parsed once a batch."""
+    certificates = Certificates()
+
+    def expiry(connection: Opened | None) -> datetime | None:
+        if connection is None or connection.certificate is None:
+            return None
+        return certificates.earliest_expiry((connection.certificate, *connection.chain))
+
+    return expiry
 
 
 def _forwarded(spec: BatchSpec) -> bool:
@@ -399,9 +420,10 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
             content_length = response.length_remaining or None
             if content_length is None:
                 content_length, error = _content_length(response)
+        kept: list[bytes] | None = [] if target.keeps_body else None
         try:
             if error is None:
-                body_length, sha256, error = _read_body(response, spec, deadline)
+                body_length, sha256, error = _read_body(response, spec, deadline, kept)
         finally:
             if deadline is not None:
                 meter.end_request()  # before the connection can carry another request
@@ -417,11 +439,12 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
                                  status=status),)
     tries = tried + (status is not None)
     opened, connection = current.opened, current.connection
+    elapsed_ms = ms_since(sent)
     result = RequestResult(
         position=position, method=spec.method, url=target.origin + path, query=query,
         started_at=started_at, status=status, content_type=content_type,
         body_length=body_length, content_length=content_length, body_sha256=sha256,
-        elapsed_ms=ms_since(sent), connect_ms=None, ttfb_ms=ttfb_ms,
+        elapsed_ms=elapsed_ms, connect_ms=None, ttfb_ms=ttfb_ms,
         reused=current.reused,
         attempts=tries or 1, error_kind=error[0] if error else None,
         error=error[1] if error else None, failed_attempts=failed,
@@ -433,6 +456,11 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         dns, tcp, tls = opened.dns_ms, opened.tcp_ms, opened.tls_ms
         result.dns_ms, result.tcp_ms, result.tls_ms = dns, tcp, tls
         result.connect_ms = round((dns or 0.0) + (tcp or 0.0) + (tls or 0.0), 3)
+    if target.checks is not None and status is not None:
+        result.checks = target.checks.apply(
+            status=status, headers=response.headers, body=b"".join(kept) if kept else None,
+            content_type=content_type, elapsed_ms=elapsed_ms,
+            cert_expiry=target.expiry(connection) if target.expiry else None)
     return result
 
 
@@ -476,9 +504,11 @@ def _follow(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: B
     return response
 
 
-def _read_body(response: BaseHTTPResponse, spec: BatchSpec, deadline: Deadline | None
+def _read_body(response: BaseHTTPResponse, spec: BatchSpec, deadline: Deadline | None,
+               kept: list[bytes] | None = None
                ) -> tuple[int, str | None, tuple[ErrorKind, str] | None]:
-    """Stream the body as delivered, hashing it; never holds more than one chunk.
+    """Stream the body as delivered, hashing it; never holds more than one chunk, but in
+    ``kept`` (the chunks, for checks that read the body).
 
     With a total timeout the body must be complete by the request's deadline:
     each read waits at most what is left of it (and the watchdog cuts a read that
@@ -510,6 +540,8 @@ def _read_body(response: BaseHTTPResponse, spec: BatchSpec, deadline: Deadline |
             return length, None, ("too_large",
                                   f"body is larger than max_body ({spec.max_body} bytes)")
         digest.update(chunk)
+        if kept is not None:
+            kept.append(chunk)
         if response.length_remaining == 0:
             # The whole Content-Length is in: done without another read to see the end.
             return length, digest.hexdigest(), None

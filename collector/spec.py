@@ -10,7 +10,11 @@ written here; the collect step fills it in just before a batch runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from collector.checks import Check
 
 METHODS = ("GET", "HEAD", "POST")
 BODY_METHODS = frozenset({"POST"})  # methods whose fields go in a form body, not the URL
@@ -63,6 +67,7 @@ class BatchSpec:
     # http://, https://, socks5:// or socks5h:// (credentials by reference), or "env": the
     # environment's https_proxy/http_proxy and no_proxy; None: direct, whatever they say.
     proxy: str | None = None
+    checks: tuple[Check, ...] = ()  # what a right answer is (collector.checks)
 
 
 @dataclass(frozen=True, kw_only=True)

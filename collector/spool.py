@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from collector.errors import DatabaseUnavailable, StoreError
 from collector.results import (
     BatchResult,
+    CheckResult,
     ConnectionResult,
     FailedAttempt,
     PendingBatch,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # 3: connections, and the requests' phases, HTTP version and connection
+FORMAT = 3  # 3: connections; the requests' phases, HTTP version, connection and checks
 _READABLE = (1, 2, 3)  # 1 and 2 read with no connections
 CHUNK_BATCHES = 200  # spooled batches stored in one transaction
 CHUNK_REQUESTS = 20_000  # or fewer batches, when theirs hold this many requests
@@ -255,9 +256,8 @@ def _encode(batch: PendingBatch, database: str | None) -> dict[str, Any]:
 def _plain(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, tuple):  # failed attempts
-        return [{f.name: _plain(getattr(a, f.name)) for f in fields(FailedAttempt)}
-                for a in value]
+    if isinstance(value, tuple):  # failed attempts, checks
+        return [{f.name: _plain(getattr(a, f.name)) for f in fields(a)} for a in value]
     return value
 
 
@@ -279,6 +279,7 @@ def _decode(document: dict[str, Any]) -> Spooled:
         **r, "started_at": datetime.fromisoformat(r["started_at"]),
         "failed_attempts": tuple(FailedAttempt(**{**a, "at": datetime.fromisoformat(a["at"])})
                                  for a in r["failed_attempts"]),
+        "checks": tuple(CheckResult(**c) for c in r.get("checks", ())),
     }) for r in raw["requests"])
     connections = tuple(ConnectionResult(**{
         k: _parsed_time(v) if k in _CONNECTION_TIMES else v for k, v in c.items()})

@@ -95,7 +95,7 @@ def test_fail_on_error(sqlite_url: str, server: LocalServer) -> None:
     args = ["run-once", "--url", server.url("/status/404"), "--db", sqlite_url]
     assert invoke(*args)[0] == 0  # statuses are data
     code, _, err = invoke(*args, "--fail-on-error")
-    assert code == 3 and "1 of 1 requests failed or got a status >= 400" in err
+    assert code == 3 and "1 of 1 requests failed, got a status >= 400 or failed a check" in err
     assert invoke("run-once", "--url", server.url("/search"), "--db", sqlite_url,
                   "--fail-on-error")[0] == 0
     assert len(stored(sqlite_url)[0]) == 3  # stored whatever the exit code
@@ -529,7 +529,7 @@ def test_json_carries_every_column_and_show_says_the_same(db_url: str,
     assert set(ran) == set(batches.c.keys()) - {"id"} | {"batch_id", "requests", "connections"}
     assert set(ran["requests"][0]) == (set(requests.c.keys()) - {"id", "batch_id",
                                                                   "connection_id"}
-                                       | {"connection"})
+                                       | {"connection", "checks"})
     assert set(ran["connections"][0]) == set(connections.c.keys()) - {"id", "batch_id"}
     assert [r["connection"] for r in ran["requests"]] == [1, 1]  # one kept-alive connection
     assert ran["requests"][0]["http_version"] == "1.1"

@@ -66,7 +66,7 @@ def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
         ids = [store.save_batch(result, job_name="search") or 0 for _ in range(3)]
         assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9,
                                            "connections": 3 * len(result.connections),
-                                           "workers": 0}
+                                           "checks": 0, "workers": 0}
     assert result.connections
     assert ids == sorted(ids) and len(set(ids)) == 3
 
@@ -84,7 +84,7 @@ def test_a_schedule_fire_is_stored_once(db_url: str, result: BatchResult) -> Non
         store.save_batch(result, job_name="search")
         assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9,
                                            "connections": 3 * len(result.connections),
-                                           "workers": 0}
+                                           "checks": 0, "workers": 0}
     assert result.connections
 
 
@@ -94,7 +94,7 @@ def test_deleting_a_batch_deletes_its_requests(db_url: str, result: BatchResult)
         with store.engine.begin() as conn:
             conn.execute(delete(batches).where(batches.c.id == batch_id))
         assert store.info().row_counts == {"jobs": 0, "batches": 0, "requests": 0,
-                                           "connections": 0, "workers": 0}
+                                           "connections": 0, "checks": 0, "workers": 0}
 
 
 def test_times_are_utc_whatever_the_offset(db_url: str, result: BatchResult) -> None:
@@ -152,7 +152,7 @@ def test_migrating_keeps_every_row(db_url: str, result: BatchResult) -> None:
                 started_at=result.started_at, elapsed_ms=1.0, reused=False, attempts=1))
         store.upgrade()
         assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1,
-                                           "connections": 0, "workers": 0}
+                                           "connections": 0, "checks": 0, "workers": 0}
         fire = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
         running = store.claim("new", BatchSpec(url=result.url), scheduled_for=fire, exclusive=False)
         assert running is not None

@@ -5,7 +5,7 @@ Exit codes are mapped here, in one place, from the error tree
 or store (:class:`~collector.errors.StoreError`); 2 usage or configuration
 error, or a name that is not there (click's usage errors,
 :class:`~collector.errors.ConfigError`, :class:`~collector.errors.NotFound`);
-3 ``run-once --fail-on-error`` saw a failed request or a status >= 400
+3 ``run-once --fail-on-error`` saw a failed request, a status >= 400 or a failed check
 (:class:`~collector.errors.RequestsFailed`); 128 + N a signal N stopped the
 batch, whose requests are kept (:class:`~collector.errors.Interrupted`).
 """

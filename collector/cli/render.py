@@ -91,6 +91,10 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
               for r in result.requests if r.failed]
     if errors:
         lines += ["", "errors:", *errors]
+    failed_checks = [f"  #{r.position} {c.name}: saw {printable(c.observed) or 'nothing'}"
+                     for r in result.requests for c in r.checks if not c.passed]
+    if failed_checks:
+        lines += ["", "failed checks:", *failed_checks]
     lines += _certificates(result)
     elapsed = (result.finished_at - result.started_at).total_seconds() * 1000
     lines += [
@@ -100,7 +104,9 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
         f"Number of requests: {result.num_requests}",
         f"Batch {paint('status', status or result.status) if paint else status or result.status}"
         f": {result.requests_succeeded} succeeded, "
-        f"{result.requests_failed} failed, in {elapsed:.0f} ms",
+        f"{result.requests_failed} failed, in {elapsed:.0f} ms"
+        + (f"; checks: {result.checks_passed} passed, {result.checks_failed} failed"
+           if result.checks_passed or result.checks_failed else ""),
     ]
     return "\n".join(lines)
 

@@ -37,7 +37,8 @@ REPORT_COLUMNS = {
     "status_3xx": "3xx", "status_4xx": "4xx", "status_5xx": "5xx", "no_response": "none",
     "p50_ms": "p50_ms", "p95_ms": "p95_ms", "max_ms": "max_ms",
     "mean_body_length": "mean_bytes", "requests_per_connection": "req/conn",
-    "last_started_at": "last batch", "last_status": "last", "trend": "trend",
+    "checks_pass_pct": "checks_%", "last_started_at": "last batch", "last_status": "last",
+    "trend": "trend",
 }
 
 
@@ -72,7 +73,7 @@ def report(job: JobFilter = None, since: SinceFilter = None, db: DbOption = None
         elif fmt == Format.json:
             row["trend"] = [{"p50_ms": p.p50_ms, "status": p.status} for p in summary.trend]
     typer.echo(records(rows, fmt, columns=REPORT_COLUMNS,
-                       right=frozenset(list(REPORT_COLUMNS)[1:13]),
+                       right=frozenset(list(REPORT_COLUMNS)[1:14]),
                        kinds={"status_5xx": "bad", "no_response": "bad", "last_status": "status"},
                        colour=colour_wanted(sys.stdout)))
 

@@ -47,7 +47,8 @@ _Name = Annotated[str, typer.Option(
 _NoStore = Annotated[bool, typer.Option(
     "--no-store", help="Run and print, but do not write to the database.")]
 _FailOnError = Annotated[bool, typer.Option(
-    "--fail-on-error", help="Exit 3 when a request got no response or a status >= 400.")]
+    "--fail-on-error", help="Exit 3 when a request got no response, a status >= 400 or "
+                            "failed one of the job's checks.")]
 
 
 @batch_options
@@ -239,7 +240,8 @@ class _OutcomePrinter:
             raise Interrupted(signal_number, not_stored)
         if not_stored is not None:
             raise not_stored
-        bad = sum(r.failed or (r.status or 0) >= 400 for r in result.requests)
+        bad = sum(r.failed or (r.status or 0) >= 400 or any(not c.passed for c in r.checks)
+                  for r in result.requests)
         if self.fail_on_error and bad:
             raise RequestsFailed(bad, len(result.requests))
 

@@ -233,7 +233,7 @@ class Daemon:
                                name=job.name, replace_existing=True)
         verb = "rescheduled" if job.name in self._scheduled else "scheduled"
         self._scheduled[job.name] = job
-        self.metrics.job_scheduled(job.name)
+        self.metrics.job_scheduled(job.name, tuple(c.name for c in job.batch.checks))
         log.info("job %s: %s, next fire %s%s", job.name, verb,
                  upcoming.isoformat() if upcoming is not None else "none",
                  f" (its missed fire {catch_up[1].isoformat()} first)" if catch_up else "")

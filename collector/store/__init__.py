@@ -65,7 +65,8 @@ OPERATION_TIMEOUT = 60.0
 
 # Submodules share names with the tables (collector.store.batches), so the tables are
 # reached through collector.models.
-_TABLES = (models.jobs, models.batches, models.requests, models.connections, models.workers)
+_TABLES = (models.jobs, models.batches, models.requests, models.connections, models.checks,
+           models.workers)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,12 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Insert, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from collector.models import batches, connections, requests
+from collector.models import batches, checks, connections, requests
 from collector.results import (
     CONNECTION_COLUMNS,
     BatchResult,
     BatchStatus,
+    CheckResult,
     ConnectionResult,
     FailedAttempt,
     PendingBatch,
@@ -261,6 +262,7 @@ _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status"
                     "http_version")
 _INSERTED = ("batch_id", *_REQUEST_COLUMNS, "connection_id")  # as the tuples built below
 _CONNECTION_INSERTED = ("batch_id", *CONNECTION_COLUMNS)
+_CHECK_INSERTED = ("batch_id", "request_id", "name", "passed", "observed")
 
 
 def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]]) -> None:
@@ -280,6 +282,16 @@ def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]
         None if r.connection is None else ids.get((batch_id, r.connection)),
     ) for batch_id, result in batched for r in result.requests]
     _insert_rows(conn, "requests", _INSERTED, values, sqlite)
+    checked = [(batch_id, r) for batch_id, result in batched for r in result.requests
+               if r.checks]
+    if checked:  # only for jobs with checks: their rows need the requests' ids
+        found = conn.execute(select(requests.c.id, requests.c.batch_id, requests.c.position)
+                             .where(requests.c.batch_id.in_({b for b, _ in checked})))
+        request_ids = {(batch_id, position): id_ for id_, batch_id, position in found}
+        _insert_rows(conn, "checks", _CHECK_INSERTED, [
+            (batch_id, request_ids[(batch_id, r.position)], c.name, c.passed,
+             storable(c.observed))
+            for batch_id, r in checked for c in r.checks], sqlite)
 
 
 def _insert_connections(conn: Connection, batched: Sequence[tuple[int, BatchResult]],
@@ -359,16 +371,25 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
             .order_by(connections.c.number)).all()
         numbers = {c.id: c.number for c in opened}
         rows = conn.execute(select(*(requests.c[name] for name in _REQUEST_COLUMNS),
-                                   requests.c.connection_id)
+                                   requests.c.connection_id, requests.c.id)
                             .where(requests.c.batch_id == batch_id)
                             .order_by(requests.c.position)).all()
+        checked: dict[int, list[CheckResult]] = {}
+        if row.checks_passed or row.checks_failed:
+            for found in conn.execute(
+                    select(checks.c.request_id, checks.c.name, checks.c.passed,
+                           checks.c.observed)
+                    .where(checks.c.request_id.in_([r.id for r in rows]))
+                    .order_by(checks.c.id)):
+                checked.setdefault(found.request_id, []).append(CheckResult(
+                    name=found.name, passed=found.passed, observed=found.observed))
         result = BatchResult(
             url=row.url, method=row.method, pool_size=row.pool_size,
             concurrency=row.concurrency, started_at=row.started_at,
             finished_at=row.finished_at or row.started_at,
             num_connections=row.num_connections, num_requests=row.num_requests,
             tcp_connections=row.tcp_connections, tls_verified=row.tls_verified,
-            requests=tuple(_request(r._asdict(), numbers) for r in rows),
+            requests=tuple(_request(r._asdict(), numbers, checked) for r in rows),
             connections=tuple(ConnectionResult(**{
                 name: getattr(c, name) for name in CONNECTION_COLUMNS}) for c in opened),
         )
@@ -378,8 +399,10 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
                        result=result, columns=row._asdict())
 
 
-def _request(row: dict[str, Any], numbers: dict[int, int]) -> RequestResult:
+def _request(row: dict[str, Any], numbers: dict[int, int],
+             checked: dict[int, list[CheckResult]]) -> RequestResult:
     attempts = row.pop("failed_attempts") or []
+    row["checks"] = tuple(checked.get(row.pop("id"), ()))
     connection_id = row.pop("connection_id")
     row["connection"] = None if connection_id is None else numbers.get(connection_id)
     return RequestResult(**row, failed_attempts=tuple(
@@ -401,6 +424,7 @@ def prune(conn: Connection, before: datetime, *, dry_run: bool,
                      .where(requests.c.batch_id.in_(old))).scalar_one(),
     )
     if not dry_run:
+        conn.execute(delete(checks).where(checks.c.batch_id.in_(old)))
         conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
         conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
         conn.execute(delete(batches).where(which))
