@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -117,37 +117,32 @@ class Metrics:
     def job_scheduled(self, job: str, checks: tuple[str, ...] = ()) -> None:
         """Make every per-job series of ``job`` exist, at zero (a job scheduled anew keeps
         what it had); ``checks``: its checks' names."""
-        for gone in set(self._check_names.get(job, ())) - set(checks):
-            for outcome in ("passed", "failed"):
-                self.checks.remove(job, gone, outcome)
+        kept = set(checks)
+        for metric, labels in self._series(job):
+            if metric is self.checks and labels[1] not in kept:
+                metric.remove(*labels)  # a check the job no longer has
         self._check_names[job] = checks
-        for check in checks:
-            for outcome in ("passed", "failed"):
-                self.checks.labels(job, check, outcome)
-        for status in BATCH_STATUSES:
-            self.batches.labels(job, status)
-        for outcome in OUTCOMES:
-            self.requests.labels(job, outcome)
-        self.request_seconds.labels(job)
-        self.tcp_connections.labels(job)
-        for reason in self._skip_reasons:
-            self.skipped.labels(job, reason)
-        self.not_stored.labels(job)
+        for metric, labels in self._series(job):
+            metric.labels(*labels)
 
     def job_unscheduled(self, job: str) -> None:
         """Remove ``job``'s series: it is no longer scheduled here."""
-        for check in self._check_names.pop(job, ()):
-            for outcome in ("passed", "failed"):
-                self.checks.remove(job, check, outcome)
-        for status in BATCH_STATUSES:
-            self.batches.remove(job, status)
-        for outcome in OUTCOMES:
-            self.requests.remove(job, outcome)
-        for reason in self._skip_reasons:
-            self.skipped.remove(job, reason)
-        for metric in (self.request_seconds, self.tcp_connections, self.not_stored,
-                       self.last_batch, self.last_success, self.cert_expiry):
+        for metric, labels in self._series(job):
+            metric.remove(*labels)
+        for metric in (self.last_batch, self.last_success, self.cert_expiry):
             metric.remove(job)
+        self._check_names.pop(job, None)
+
+    def _series(self, job: str) -> Iterator[tuple[Any, tuple[str, ...]]]:
+        """Each per-job series that exists from the job's schedule: metric and labels."""
+        for check in self._check_names.get(job, ()):
+            for outcome in ("passed", "failed"):
+                yield self.checks, (job, check, outcome)
+        yield from ((self.batches, (job, status)) for status in BATCH_STATUSES)
+        yield from ((self.requests, (job, outcome)) for outcome in OUTCOMES)
+        yield from ((self.skipped, (job, reason)) for reason in self._skip_reasons)
+        for metric in (self.request_seconds, self.tcp_connections, self.not_stored):
+            yield metric, (job,)
 
     def batch(self, job: str, result: BatchResult, *, stored: bool) -> None:
         with self._lock:  # a scrape sees a batch's figures all, or none of them

@@ -227,3 +227,18 @@ def test_a_spooled_batch_keeps_its_checks(tmp_path: Path, server: LocalServer) -
                          batch_key=new_batch_key())
     assert spool.read(spool.put(batch, database=None)).batch.result == result
     assert result.requests[0].checks
+
+
+def test_a_check_the_job_no_longer_has_loses_its_series() -> None:
+    from prometheus_client import generate_latest
+
+    from collector.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.job_scheduled("a", ("gone", "kept"))
+    metrics.job_scheduled("a", ("kept",))  # the job changed
+    text = generate_latest(metrics.registry).decode()
+    assert 'check="gone"' not in text
+    assert 'collector_checks_total{check="kept",collector_job="a",result="failed"} 0.0' in text
+    metrics.job_unscheduled("a")
+    assert 'collector_job="a"' not in generate_latest(metrics.registry).decode()

@@ -201,8 +201,10 @@ def test_phases_agree_with_curl(ca: trustme.CA, ca_file: str) -> None:
         ours = run_batch(BatchSpec(url=url, ca_file=ca_file)).requests[0]
     assert ours.status == 200
     assert ours.tls_ms is not None and ours.tcp_ms is not None
-    assert curl_tls >= 200 and ours.tls_ms >= 200
-    assert ours.tcp_ms < 200 and curl_tcp < 200  # the wait is not in the TCP phase
+    # The server's wait starts when it accepts, a client's TLS phase when it sees its
+    # connect done: on a loaded machine either may be a little late, hence 150.
+    assert curl_tls >= 150 and ours.tls_ms >= 150
+    assert ours.tcp_ms < 100 and curl_tcp < 100  # the wait is not in the TCP phase
     # Two processes on a loaded machine: a millisecond or so apart when quiet
     # (benchmarks/README.md), a generous bound here.
     assert abs(ours.tls_ms - curl_tls) < 100
