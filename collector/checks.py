@@ -277,6 +277,7 @@ class Checks:
     def __init__(self, checks: tuple[Check, ...]) -> None:
         self._tests = [(c.name, _compile("checks", c.test, c.table)) for c in checks]
         self.needs_body = any(c.needs_body for c in checks)
+        self.needs_expiry = any(c.test == "cert_expires_after" for c in checks)
 
     def apply(self, *, status: int, headers: Mapping[str, str], body: bytes | None,
               content_type: str | None, elapsed_ms: float,

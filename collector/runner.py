@@ -94,10 +94,9 @@ class _Target:
     path: str  # the URL's path and query string, sent as the request target
     headers: dict[str, str]
     body_method: bool
+    certificates: Certificates  # the batch's, each parsed once
     via: str = ""  # before the path as sent: the origin, to a forwarding proxy
     checks: Checks | None = None  # the job's checks, compiled for the batch
-    keeps_body: bool = False  # a check reads the body: its chunks are kept
-    expiry: Callable[[Opened | None], datetime | None] | None = None  # a connection's
 
 
 def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
@@ -117,8 +116,7 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     target = _target(spec)
     problem = _local_problem(spec)
     context = None
-    if problem is None and (spec.url.startswith("https:")
-                            or (spec.proxy or "").startswith("https:")):
+    if problem is None and _speaks_tls(spec):
         try:
             context = tls_context(spec)
         except (ssl.SSLError, OSError) as exc:
@@ -154,7 +152,7 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     requests = [r for r in sent if r is not None]
     return _result(spec, started_at, requests, counts=counts,
                    interrupted=len(requests) < len(queries),
-                   connections=_connections(meter.connections))
+                   connections=_connections(meter.connections, target.certificates))
 
 
 def _result(spec: BatchSpec, started_at: datetime, requests: list[RequestResult], *,
@@ -170,21 +168,18 @@ def _result(spec: BatchSpec, started_at: datetime, requests: list[RequestResult]
     )
 
 
-def _connections(opened: list[Opened]) -> tuple[ConnectionResult, ...]:
+def _connections(opened: list[Opened], certificates: Certificates
+                 ) -> tuple[ConnectionResult, ...]:
     """The batch's TCP connections as results, their certificates read (once each)."""
-    certificates = Certificates() if any(o.certificate for o in opened) else None
     results = []
     for o in opened:
-        cert = None if o.certificate is None or certificates is None else certificates(
-            o.certificate)
-        chain_not_after = None
-        if certificates is not None and o.certificate is not None:
-            chain_not_after = certificates.earliest_expiry((o.certificate, *o.chain))
+        cert = None if o.certificate is None else certificates(o.certificate)
         address, port = o.peer or (None, None)
         facts: dict[str, Any] = {} if cert is None else {
             "cert_subject": cert.subject, "cert_issuer": cert.issuer,
             "cert_sha256": cert.sha256, "cert_not_before": cert.not_before,
-            "cert_not_after": cert.not_after, "chain_not_after": chain_not_after}
+            "cert_not_after": cert.not_after,
+            "chain_not_after": _chain_expiry(certificates, o)}
         results.append(ConnectionResult(
             number=o.number, position=o.position, opened_at=o.opened_at,
             remote_address=address, remote_port=port, dns_ms=o.dns_ms, tcp_ms=o.tcp_ms,
@@ -237,25 +232,21 @@ def _target(spec: BatchSpec) -> _Target:
         # forwards it (no tunnel), with the origin's Host.
         via = origin
         headers = {"Host": url.netloc or "", **headers}
-    checks = Checks(spec.checks) if spec.checks else None
-    expiry = None
-    if any(c.test == "cert_expires_after" for c in spec.checks):
-        expiry = _expiry_reader()
     return _Target(origin=origin, path=url.request_uri, headers=headers,
-                   body_method=spec.method in BODY_METHODS, via=via, checks=checks,
-                   keeps_body=checks is not None and checks.needs_body, expiry=expiry)
+                   body_method=spec.method in BODY_METHODS, certificates=Certificates(),
+                   via=via, checks=Checks(spec.checks) if spec.checks else None)
 
 
-def _expiry_reader() -> Callable[[Opened | None], datetime | None]:
-    """The earliest expiry among a connection's certificates, each parsed once a batch."""
-    certificates = Certificates()
+def _chain_expiry(certificates: Certificates, connection: Opened | None) -> datetime | None:
+    """The earliest expiry among the certificates ``connection`` was shown, if any."""
+    if connection is None or connection.certificate is None:
+        return None
+    return certificates.earliest_expiry((connection.certificate, *connection.chain))
 
-    def expiry(connection: Opened | None) -> datetime | None:
-        if connection is None or connection.certificate is None:
-            return None
-        return certificates.earliest_expiry((connection.certificate, *connection.chain))
 
-    return expiry
+def _speaks_tls(spec: BatchSpec) -> bool:
+    """Whether the batch's connections use TLS: to an https:// server or proxy."""
+    return spec.url.startswith("https:") or (spec.proxy or "").startswith("https:")
 
 
 def _forwarded(spec: BatchSpec) -> bool:
@@ -273,7 +264,7 @@ def _open_pool(spec: BatchSpec, meter: Meter, *, origin: str,
     timeout = Timeout(connect=spec.timeout.connect, read=spec.timeout.read,
                       total=spec.timeout.total)
     options: dict[str, Any] = {"maxsize": spec.pool_size, "block": True, "timeout": timeout}
-    if url.scheme == "https" or (spec.proxy or "").startswith("https:"):
+    if _speaks_tls(spec):
         options["ssl_context"] = context
         if not spec.verify:
             # The job said so; collector warns once per batch, urllib3 need not per request.
@@ -383,6 +374,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
     total = spec.timeout.total
     deadline = Deadline(total) if total else None
     current = meter.begin_request(deadline, position)
+    checks = target.checks
     started_at = datetime.now(UTC)
     start = time.perf_counter()
     status = content_type = content_length = ttfb_ms = http_version = None
@@ -420,7 +412,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
             content_length = response.length_remaining or None
             if content_length is None:
                 content_length, error = _content_length(response)
-        kept: list[bytes] | None = [] if target.keeps_body else None
+        kept: list[bytes] | None = [] if checks is not None and checks.needs_body else None
         try:
             if error is None:
                 body_length, sha256, error = _read_body(response, spec, deadline, kept)
@@ -456,11 +448,12 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         dns, tcp, tls = opened.dns_ms, opened.tcp_ms, opened.tls_ms
         result.dns_ms, result.tcp_ms, result.tls_ms = dns, tcp, tls
         result.connect_ms = round((dns or 0.0) + (tcp or 0.0) + (tls or 0.0), 3)
-    if target.checks is not None and status is not None:
-        result.checks = target.checks.apply(
+    if checks is not None and status is not None:
+        result.checks = checks.apply(
             status=status, headers=response.headers, body=b"".join(kept) if kept else None,
             content_type=content_type, elapsed_ms=elapsed_ms,
-            cert_expiry=target.expiry(connection) if target.expiry else None)
+            cert_expiry=_chain_expiry(target.certificates, connection)
+            if checks.needs_expiry else None)
     return result
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Insert, bindparam, delete, func, select, text, update
+from sqlalchemy import Column, Connection, Insert, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from collector.models import batches, checks, connections, requests
@@ -266,8 +266,8 @@ _CHECK_INSERTED = ("batch_id", "request_id", "name", "passed", "observed")
 
 
 def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]]) -> None:
-    """The request rows of one or many batches, and their connections' rows: a statement
-    for each table, and one to learn the connections' ids."""
+    """The request rows of one or many batches, with their connections' and checks' rows:
+    a statement for each table, and one to learn the ids of the rows referred to."""
     sqlite = conn.dialect.name == "sqlite"
     ids = _insert_connections(conn, batched, sqlite)
     values = [(
@@ -285,9 +285,7 @@ def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]
     checked = [(batch_id, r) for batch_id, result in batched for r in result.requests
                if r.checks]
     if checked:  # only for jobs with checks: their rows need the requests' ids
-        found = conn.execute(select(requests.c.id, requests.c.batch_id, requests.c.position)
-                             .where(requests.c.batch_id.in_({b for b, _ in checked})))
-        request_ids = {(batch_id, position): id_ for id_, batch_id, position in found}
+        request_ids = _ids(conn, requests.c.position, {b for b, _ in checked})
         _insert_rows(conn, "checks", _CHECK_INSERTED, [
             (batch_id, request_ids[(batch_id, r.position)], c.name, c.passed,
              storable(c.observed))
@@ -302,9 +300,16 @@ def _insert_connections(conn: Connection, batched: Sequence[tuple[int, BatchResu
     if not values:
         return {}
     _insert_rows(conn, "connections", _CONNECTION_INSERTED, values, sqlite)
-    found = conn.execute(select(connections.c.id, connections.c.batch_id,
-                                connections.c.number)
-                         .where(connections.c.batch_id.in_({v[0] for v in values})))
+    return _ids(conn, connections.c.number, {v[0] for v in values})
+
+
+def _ids(conn: Connection, key: Column[int], batch_ids: set[int]
+         ) -> dict[tuple[int, int], int]:
+    """The ids of ``key``'s table's rows of these batches, by (batch id, ``key``): rows
+    written by executemany or COPY, which give no ids back."""
+    table = key.table
+    found = conn.execute(select(table.c.id, table.c.batch_id, key)
+                         .where(table.c.batch_id.in_(batch_ids)))
     return {(batch_id, number): id_ for id_, batch_id, number in found}
 
 
