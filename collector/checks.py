@@ -36,7 +36,7 @@ COMPARISONS = ("equals", "below", "above", "matches", "exists")
 BODY_TESTS = frozenset({"body_matches", "json"})
 OBSERVED_MAX = 200  # characters of what a check looked at that are kept
 CUT = "…[cut]"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +69,7 @@ def parse_checks(value: object) -> tuple[Check, ...]:
 
 def parse_check(key: str, table: Mapping[str, Any]) -> Check:
     name = table.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not NAME.match(name):
         raise KeyProblem(f"{key}.name", f"{show(name)} is not a check name (1-100 letters, "
                                         "digits, '_', '.' or '-', starting with a letter or "
                                         "digit)")
@@ -87,7 +87,7 @@ def parse_check(key: str, table: Mapping[str, Any]) -> Check:
     return Check(name=name, test=test, table=dict(table))
 
 
-def _regex(key: str, value: object) -> re.Pattern[str]:
+def regex(key: str, value: object) -> re.Pattern[str]:
     if not isinstance(value, str):
         raise KeyProblem(key, f"{show(value)} is not a regular expression (a string)")
     try:
@@ -96,7 +96,7 @@ def _regex(key: str, value: object) -> re.Pattern[str]:
         raise KeyProblem(key, f"{show(value)} is not a regular expression ({exc})") from None
 
 
-Test = Callable[[int, Mapping[str, str], "_Body", float, datetime | None],
+Test = Callable[[int, Mapping[str, str], "Body", float, datetime | None],
                 tuple[bool, str | None]]
 
 
@@ -111,17 +111,17 @@ def _compile(key: str, test: str, table: Mapping[str, Any]) -> Test:
             raise KeyProblem(f"{key}.header", f"{show(value)} is not a header name")
         if "matches" not in table:
             raise KeyProblem(f"{key}.matches", "a header check needs matches = \"REGEX\"")
-        pattern = _regex(f"{key}.matches", table["matches"])
+        pattern = regex(f"{key}.matches", table["matches"])
 
-        def header(status: int, headers: Mapping[str, str], body: _Body, elapsed: float,
+        def header(status: int, headers: Mapping[str, str], body: Body, elapsed: float,
                    expiry: datetime | None) -> tuple[bool, str | None]:
             found = headers.get(value)
             return found is not None and pattern.search(found) is not None, found
         return header
     if test == "body_matches":
-        pattern = _regex(f"{key}.body_matches", value)
+        pattern = regex(f"{key}.body_matches", value)
 
-        def body_matches(status: int, headers: Mapping[str, str], body: _Body,
+        def body_matches(status: int, headers: Mapping[str, str], body: Body,
                          elapsed: float, expiry: datetime | None) -> tuple[bool, str | None]:
             found = pattern.search(body.text())
             return found is not None, None if found is None else found.group(0)
@@ -131,13 +131,13 @@ def _compile(key: str, test: str, table: Mapping[str, Any]) -> Test:
     if test == "elapsed_below":
         bound = _seconds(f"{key}.elapsed_below", value) * 1000
 
-        def elapsed_below(status: int, headers: Mapping[str, str], body: _Body,
+        def elapsed_below(status: int, headers: Mapping[str, str], body: Body,
                           elapsed: float, expiry: datetime | None) -> tuple[bool, str | None]:
             return elapsed < bound, f"{elapsed:g} ms"
         return elapsed_below
     bound = _seconds(f"{key}.cert_expires_after", value, maximum=3650 * DAY)
 
-    def cert_expires_after(status: int, headers: Mapping[str, str], body: _Body,
+    def cert_expires_after(status: int, headers: Mapping[str, str], body: Body,
                            elapsed: float, expiry: datetime | None) -> tuple[bool, str | None]:
         if expiry is None:
             return False, None  # no certificate: plain HTTP, or none could be read
@@ -157,7 +157,7 @@ def _status_test(key: str, value: object) -> Test:
     if isinstance(value, str) and re.fullmatch(r"[1-5]xx", value):
         klass = int(value[0])
 
-        def in_class(status: int, headers: Mapping[str, str], body: _Body, elapsed: float,
+        def in_class(status: int, headers: Mapping[str, str], body: Body, elapsed: float,
                      expiry: datetime | None) -> tuple[bool, str | None]:
             return status // 100 == klass, str(status)
         return in_class
@@ -165,7 +165,7 @@ def _status_test(key: str, value: object) -> Test:
             isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in value)):
         wanted = frozenset(value)
 
-        def in_set(status: int, headers: Mapping[str, str], body: _Body, elapsed: float,
+        def in_set(status: int, headers: Mapping[str, str], body: Body, elapsed: float,
                    expiry: datetime | None) -> tuple[bool, str | None]:
             return status in wanted, str(status)
         return in_set
@@ -206,7 +206,7 @@ def _json_test(key: str, value: object, table: Mapping[str, Any]) -> Test:
             def compare(found: Any) -> bool:
                 return _number(found) and found > expected
     elif comparison == "matches":
-        pattern = _regex(f"{key}.matches", expected)
+        pattern = regex(f"{key}.matches", expected)
 
         def compare(found: Any) -> bool:
             return isinstance(found, str) and pattern.search(found) is not None
@@ -217,10 +217,10 @@ def _json_test(key: str, value: object, table: Mapping[str, Any]) -> Test:
         def compare(found: Any) -> bool:
             return (found is not None) == expected
 
-    def json_value(status: int, headers: Mapping[str, str], body: _Body, elapsed: float,
+    def json_value(status: int, headers: Mapping[str, str], body: Body, elapsed: float,
                    expiry: datetime | None) -> tuple[bool, str | None]:
         document = body.json()
-        if document is _NOT_JSON:
+        if document is NOT_JSON:
             return False, "(the body is not JSON)"
         found = expression.search(document)
         if found is None:
@@ -235,31 +235,35 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-_NOT_JSON = object()
+NOT_JSON = object()
 
 
 _CHARSET = re.compile(r"charset=\"?([\w.:-]+)", re.I)
 
 
-class _Body:
-    """A response's body as the checks read it: text and JSON made once, when asked."""
+class Body:
+    """A response's body as checks and captures read it: decoded (gzip or deflate, when the
+    server said so), as text and as JSON, each made once, when first asked for."""
 
-    __slots__ = ("_data", "_content_type", "_text", "_json")
+    __slots__ = ("_data", "_content_type", "_encoding", "_text", "_json")
 
-    def __init__(self, data: bytes, content_type: str | None) -> None:
+    def __init__(self, data: bytes, content_type: str | None,
+                 content_encoding: str | None = None) -> None:
         self._data = data
         self._content_type = content_type
+        self._encoding = content_encoding
         self._text: str | None = None
         self._json: Any = None
 
     def text(self) -> str:
         if self._text is None:
+            data = _decoded(self._data, self._encoding)
             found = _CHARSET.search(self._content_type or "")
             try:
-                self._text = self._data.decode(found.group(1) if found else "utf-8",
-                                               errors="replace")
+                self._text = data.decode(found.group(1) if found else "utf-8",
+                                         errors="replace")
             except LookupError:  # a charset Python does not know
-                self._text = self._data.decode("utf-8", errors="replace")
+                self._text = data.decode("utf-8", errors="replace")
         return self._text
 
     def json(self) -> Any:
@@ -267,8 +271,29 @@ class _Body:
             try:
                 self._json = json.loads(self.text())
             except ValueError:
-                self._json = _NOT_JSON
+                self._json = NOT_JSON
         return self._json
+
+
+def _decoded(data: bytes, encoding: str | None) -> bytes:
+    """The body less its Content-Encoding, for gzip and deflate (a job that asks for them
+    with Accept-Encoding); any other encoding, or a broken one, is read as it came."""
+    if not encoding or not data:
+        return data
+    import zlib
+
+    name = encoding.strip().lower()
+    try:
+        if name in ("gzip", "x-gzip"):
+            return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+        if name == "deflate":
+            try:
+                return zlib.decompress(data)
+            except zlib.error:  # deflate without its zlib header, as some servers send it
+                return zlib.decompress(data, -zlib.MAX_WBITS)
+    except zlib.error:
+        return data
+    return data
 
 
 class Checks:
@@ -276,15 +301,20 @@ class Checks:
 
     def __init__(self, checks: tuple[Check, ...]) -> None:
         self._tests = [(c.name, _compile("checks", c.test, c.table)) for c in checks]
+        self._body_free = [(c.name, test) for c, (_, test) in zip(checks, self._tests,
+                                                                   strict=True)
+                           if not c.needs_body]
         self.needs_body = any(c.needs_body for c in checks)
         self.needs_expiry = any(c.test == "cert_expires_after" for c in checks)
 
-    def apply(self, *, status: int, headers: Mapping[str, str], body: bytes | None,
-              content_type: str | None, elapsed_ms: float,
-              cert_expiry: datetime | None) -> tuple[CheckResult, ...]:
-        read = _Body(body or b"", content_type)
+    def apply(self, *, status: int, headers: Mapping[str, str], body: Body,
+              elapsed_ms: float, cert_expiry: datetime | None,
+              without_body: bool = False) -> tuple[CheckResult, ...]:
+        """Each check's result on one response; ``without_body``: a 304 that confirmed the
+        content, whose checks that read the body were made on the 200 it stands for."""
+        read = body
         results = []
-        for name, test in self._tests:
+        for name, test in self._body_free if without_body else self._tests:
             passed, observed = test(status, headers, read, elapsed_ms, cert_expiry)
             if observed is not None and len(observed) > OBSERVED_MAX:
                 observed = observed[:OBSERVED_MAX - len(CUT)] + CUT

@@ -13,6 +13,7 @@ can show it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.errors import DatabaseUnavailable, DataRejected, SpoolFull, StoreError
-from collector.references import prepare
-from collector.results import BatchResult, PendingBatch, Trigger, new_batch_key
+from collector.references import Prepared, prepare
+from collector.results import BatchResult, Known, PendingBatch, Trigger, new_batch_key
 from collector.settings import worker_id
 from collector.spec import BatchSpec
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from collector.spool import Spool
     from collector.store import Store
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
@@ -84,13 +86,32 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     prepared = prepare(batch, environ, where=where or f'job "{job_name}"')
     progress = None if on_request is None else (
         lambda request: on_request(prepared.show_request(request)))
-    result = prepared.show(run_batch(prepared.ready, on_request=progress, stop=stop))
+    result = prepared.show(run_batch(prepared.ready, on_request=progress, stop=stop,
+                                     known=known(store, job_name, prepared)))
     pending = PendingBatch(result=result, job_name=job_name, trigger=trigger,
                            worker=worker or worker_id(), batch_key=new_batch_key())
     if store is None:
         return Outcome(batch=pending)
     (outcome,) = record(store, [pending], spool=spool)
     return outcome
+
+
+def known(store: Store | None, job_name: str, prepared: Prepared, *,
+          timeout: float | None = None) -> tuple[Known | None, ...]:
+    """What the job last got for each of the batch's queries, by position, when the job
+    asks for it (``conditional``, ``keep_bodies = "changed"``); () otherwise. A database
+    that does not answer leaves it unknown: the batch asks unconditionally, keeps
+    every body, and says so in the log."""
+    spec = prepared.shown
+    if store is None or not (spec.conditional or spec.keep_bodies == "changed"):
+        return ()
+    try:
+        found = store.known(job_name, spec.url, timeout=timeout)
+    except StoreError as exc:
+        log.warning("job %s: what it last got is unknown, so this batch asks for every "
+                    "query in full: %s", job_name, exc)
+        return ()
+    return tuple(found.get(query) for query in prepared.stored_queries())
 
 
 def record(store: Store, batches: Sequence[PendingBatch], *, spool: Spool | None,

@@ -49,6 +49,14 @@ def job_definition(job: JobSpec) -> dict[str, Any]:
         definition["proxy"] = batch.proxy
     if batch.checks:
         definition["checks"] = [dict(c.table) for c in batch.checks]
+    if batch.captures:
+        definition["captures"] = {c.name: {c.kind: c.expression} for c in batch.captures}
+    if batch.keep_bodies:
+        definition["keep_bodies"] = batch.keep_bodies
+    if batch.max_kept_body is not None:
+        definition["max_kept_body"] = batch.max_kept_body
+    if batch.conditional:
+        definition["conditional"] = True
     if batch.retry_statuses:
         definition["retry_statuses"] = list(batch.retry_statuses)
     if batch.retry_after_max != DEFAULT_RETRY_AFTER_MAX:

@@ -179,6 +179,15 @@ class UnknownBatch(NotFound):
         super().__init__(f"no batch {batch_id}; collector batches lists them")
 
 
+class UnknownBody(NotFound):
+    """No kept body has this SHA-256."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        super().__init__(f"no kept body {sha256}; bodies are kept for jobs with keep_bodies "
+                         "(requests.body_sha256 names them)")
+
+
 class StoreError(CollectorError):
     """The database could not be used."""
 

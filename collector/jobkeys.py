@@ -271,6 +271,27 @@ def _checks(value: object) -> tuple[Any, ...]:
     return parse_checks(value)
 
 
+def _captures(value: object) -> tuple[Any, ...]:
+    from collector.captures import parse_captures  # as checks: JMESPath only when used
+
+    return parse_captures(value)
+
+
+def _keep_bodies(value: object) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if value == "changed":
+        return "changed"
+    raise KeyProblem("keep_bodies", f'{show(value)} is not true, false or "changed"')
+
+
+def _max_kept_body(value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise KeyProblem("max_kept_body", str(exc)) from None
+
+
 def _retry_statuses(value: object) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in value):
@@ -334,6 +355,10 @@ _BATCH_CHECKS: dict[str, Callable[[object], Any]] = {
     "redact": _redact,
     "proxy": _proxy,
     "checks": _checks,
+    "captures": _captures,
+    "keep_bodies": _keep_bodies,
+    "max_kept_body": _max_kept_body,
+    "conditional": _flag("conditional"),
     "retry_statuses": _retry_statuses,
     "retry_after_max": _duration("retry_after_max", maximum=3600.0),
 }

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -204,6 +205,10 @@ requests = Table(
     # request row (there is no index on this column), and the rows of both are written
     # in one transaction, by collector alone.
     Column("connection_id", Id, comment="connections.id of the connection it went over"),
+    Column("content_sha256", String(64), comment=(
+        "the content it stands for: the body of a 200, the body a 304 confirmed")),
+    Column("etag", Text, comment="the content's ETag (conditional jobs)"),
+    Column("last_modified", Text, comment="the content's Last-Modified (conditional jobs)"),
     UniqueConstraint("batch_id", "position"),
     Index(None, "started_at"),
 )
@@ -220,6 +225,31 @@ checks = Table(
     Column("observed", Text, comment="the value it looked at, shortened (the cut marked)"),
     UniqueConstraint("request_id", "name"),
     Index(None, "batch_id"),
+)
+
+captures = Table(
+    "captures", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("request_id", Id, nullable=False, comment="requests.id of the response"),
+    Column("name", String(100), nullable=False, comment="the capture's name in the job"),
+    Column("value", Text, nullable=False, comment="what it found, shortened (the cut marked)"),
+    Column("number", Float, comment="the value as a number, when it is one"),
+    UniqueConstraint("request_id", "name"),
+    Index(None, "batch_id"),
+)
+
+bodies = Table(
+    "bodies", metadata,
+    Column("sha256", String(64), primary_key=True, comment="of the body as delivered"),
+    Column("codec", String(10), nullable=False, comment="identity or zstd"),
+    Column("raw_length", BigInteger, nullable=False),
+    Column("stored_length", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("stored_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=False,
+           comment="the start of the latest batch of a job keeping bodies that got it"),
+    Index(None, "last_used_at"),
 )
 
 jobs = Table(

@@ -70,6 +70,12 @@ class Prepared:
                                       for a in request.failed_attempts))
         return request
 
+    def stored_queries(self) -> list[str]:
+        """Each request's query as it is stored (and shown), by position."""
+        if self._rewrites:
+            return [encode_query(q, self.shown.fields, shown=True) for q in self._queries]
+        return [encode_query(q, self.ready.fields) for q in self.ready.queries or ({},)]
+
     @cached_property
     def _rewrites(self) -> bool:
         """Whether what was sent differs from what is shown (a reference, a redacted field)."""

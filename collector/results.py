@@ -7,7 +7,7 @@ Field names are the column names of the ``requests`` and ``batches`` tables
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
@@ -58,6 +58,29 @@ class CheckResult:
         return {"name": self.name, "passed": self.passed, "observed": self.observed}
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaptureResult:
+    """A value one of the job's captures found in one response, a row of the ``captures``
+    table: the text (shortened, the cut marked) and, when it is a number, the number."""
+
+    name: str
+    value: str
+    number: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "number": self.number}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Known:
+    """What the job last got for one query (a 200, or a 304 that confirmed it): the hash of
+    that content and its validators, for ``conditional`` and ``keep_bodies = "changed"``."""
+
+    content_sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
 @dataclass(kw_only=True, slots=True)
 class RequestResult:
     """One request of a batch (treated as a value: never changed once made; not frozen,
@@ -96,6 +119,12 @@ class RequestResult:
     http_version: str | None = None  # of the response: "1.1", "1.0"
     connection: int | None = None  # the ConnectionResult.number it went over last
     checks: tuple[CheckResult, ...] = ()  # the job's checks on its response, in order
+    captures: tuple[CaptureResult, ...] = ()  # the values its captures found, in order
+    # The content the response stands for: its body's hash for a 200, the hash of the body
+    # a 304 confirmed (the validators collector sent were that body's); None otherwise.
+    content_sha256: str | None = None
+    etag: str | None = None  # validators of that content (conditional jobs only)
+    last_modified: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -115,6 +144,9 @@ class RequestResult:
             "reused": self.reused, "http_version": self.http_version,
             "connection": self.connection,
             "checks": [c.to_dict() for c in self.checks],
+            "captures": [c.to_dict() for c in self.captures],
+            "content_sha256": self.content_sha256, "etag": self.etag,
+            "last_modified": self.last_modified,
             "attempts": self.attempts, "error_kind": self.error_kind, "error": self.error,
             "failed_attempts": [a.to_dict() for a in self.failed_attempts],
         }
@@ -183,6 +215,10 @@ class BatchResult:
     interrupted: bool = False  # stopped before every query was sent: these are the ones sent
     tls_verified: bool | None = None  # https: whether certificates were checked
     connections: tuple[ConnectionResult, ...] = ()  # the tcp_connections, in order
+    # keep_bodies: the distinct bodies kept, by SHA-256 (each once however many requests
+    # got it); ``keeps_bodies`` says the job keeps them (their last use is noted).
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    keeps_bodies: bool = False
 
     @property
     def requests_succeeded(self) -> int:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,8 +56,9 @@ from urllib3.util import Timeout, Url, make_headers, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
 from collector import __version__
+from collector.captures import Captures
 from collector.certificates import Certificates
-from collector.checks import Checks
+from collector.checks import Body, Checks
 from collector.deadline import Deadline, Watchdog
 from collector.meter import (
     AttemptRetry,
@@ -74,6 +75,7 @@ from collector.results import (
     ConnectionResult,
     ErrorKind,
     FailedAttempt,
+    Known,
     RequestResult,
 )
 from collector.spec import BODY_METHODS, BatchSpec, encode_query, with_query
@@ -97,10 +99,18 @@ class _Target:
     certificates: Certificates  # the batch's, each parsed once
     via: str = ""  # before the path as sent: the origin, to a forwarding proxy
     checks: Checks | None = None  # the job's checks, compiled for the batch
+    captures: Captures | None = None
+    reads_body: bool = False  # checks, captures or kept bodies need the body's bytes
+    known: Sequence[Known | None] = ()  # by position: what the job last got for the query
+    bodies: dict[str, bytes] | None = None  # the bodies kept (keep_bodies), by SHA-256
+    kept_max: int = 0  # the largest body kept
+    keep_changed: bool = False  # keep_bodies = "changed"
+    judges: bool = False  # checks, captures or kept bodies: each response goes to _judge
 
 
 def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
-              stop: threading.Event | None = None) -> BatchResult:
+              stop: threading.Event | None = None,
+              known: Sequence[Known | None] = ()) -> BatchResult:
     """Send every query of ``spec`` through one pool and return what happened.
 
     The result records what was sent, secrets included: the collect step shows it
@@ -110,10 +120,14 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     thread), for progress. Once ``stop`` is set no new request is sent: the
     requests in flight finish, and the result holds what was collected, marked
     ``interrupted``.
+
+    ``known`` (by position) is what the job last got for each query, the store's
+    :meth:`~collector.store.Store.known`: a ``conditional`` job sends its validators,
+    and ``keep_bodies = "changed"`` keeps a body only when it is not that content.
     """
     queries = spec.queries or ({},)
     started_at = datetime.now(UTC)
-    target = _target(spec)
+    target = _target(spec, known)
     problem = _local_problem(spec)
     context = None
     if problem is None and _speaks_tls(spec):
@@ -152,19 +166,21 @@ def run_batch(spec: BatchSpec, *, on_request: OnRequest | None = None,
     requests = [r for r in sent if r is not None]
     return _result(spec, started_at, requests, counts=counts,
                    interrupted=len(requests) < len(queries),
-                   connections=_connections(meter.connections, target.certificates))
+                   connections=_connections(meter.connections, target.certificates),
+                   bodies=target.bodies)
 
 
 def _result(spec: BatchSpec, started_at: datetime, requests: list[RequestResult], *,
             counts: tuple[int, int, int], interrupted: bool = False,
-            connections: tuple[ConnectionResult, ...] = ()) -> BatchResult:
+            connections: tuple[ConnectionResult, ...] = (),
+            bodies: dict[str, bytes] | None = None) -> BatchResult:
     return BatchResult(
         url=spec.url, method=spec.method, pool_size=spec.pool_size,
         concurrency=spec.concurrency, started_at=started_at, finished_at=datetime.now(UTC),
         num_connections=counts[0], num_requests=counts[1], tcp_connections=counts[2],
         requests=tuple(requests), interrupted=interrupted,
         tls_verified=spec.verify if spec.url.startswith("https:") else None,
-        connections=connections,
+        connections=connections, bodies=bodies or {}, keeps_bodies=bool(spec.keep_bodies),
     )
 
 
@@ -222,7 +238,7 @@ def _origin(url: Url) -> str:
     return f"{url.scheme}://{url.host or ''}" + (f":{url.port}" if url.port is not None else "")
 
 
-def _target(spec: BatchSpec) -> _Target:
+def _target(spec: BatchSpec, known: Sequence[Known | None] = ()) -> _Target:
     url = parse_url(spec.url)
     origin = _origin(url)
     headers = {"User-Agent": USER_AGENT, **spec.headers}
@@ -232,9 +248,18 @@ def _target(spec: BatchSpec) -> _Target:
         # forwards it (no tunnel), with the origin's Host.
         via = origin
         headers = {"Host": url.netloc or "", **headers}
+    checks = Checks(spec.checks) if spec.checks else None
+    captures = Captures(spec.captures) if spec.captures else None
     return _Target(origin=origin, path=url.request_uri, headers=headers,
                    body_method=spec.method in BODY_METHODS, certificates=Certificates(),
-                   via=via, checks=Checks(spec.checks) if spec.checks else None)
+                   via=via, checks=checks, captures=captures,
+                   reads_body=bool(spec.keep_bodies) or (checks is not None and checks.needs_body)
+                   or (captures is not None and captures.needs_body),
+                   known=known if spec.conditional or spec.keep_bodies == "changed" else (),
+                   bodies={} if spec.keep_bodies else None,
+                   kept_max=min(spec.max_kept_body or spec.max_body, spec.max_body),
+                   keep_changed=spec.keep_bodies == "changed",
+                   judges=bool(checks or captures or spec.keep_bodies))
 
 
 def _chain_expiry(certificates: Certificates, connection: Opened | None) -> datetime | None:
@@ -371,10 +396,15 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
     else:
         path = with_query(path, query)
 
+    known = target.known[position] if target.known else None
+    asked = None  # the validators sent, when the request is conditional
+    if spec.conditional and known is not None and (known.etag or known.last_modified):
+        asked = known
+        headers = {**headers, **_validators(known)}
+
     total = spec.timeout.total
     deadline = Deadline(total) if total else None
     current = meter.begin_request(deadline, position)
-    checks = target.checks
     started_at = datetime.now(UTC)
     start = time.perf_counter()
     status = content_type = content_length = ttfb_ms = http_version = None
@@ -412,7 +442,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
             content_length = response.length_remaining or None
             if content_length is None:
                 content_length, error = _content_length(response)
-        kept: list[bytes] | None = [] if checks is not None and checks.needs_body else None
+        kept: list[bytes] | None = [] if target.reads_body else None
         try:
             if error is None:
                 body_length, sha256, error = _read_body(response, spec, deadline, kept)
@@ -448,13 +478,52 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         dns, tcp, tls = opened.dns_ms, opened.tcp_ms, opened.tls_ms
         result.dns_ms, result.tcp_ms, result.tls_ms = dns, tcp, tls
         result.connect_ms = round((dns or 0.0) + (tcp or 0.0) + (tls or 0.0), 3)
-    if checks is not None and status is not None:
-        result.checks = checks.apply(
-            status=status, headers=response.headers, body=b"".join(kept) if kept else None,
-            content_type=content_type, elapsed_ms=elapsed_ms,
-            cert_expiry=_chain_expiry(target.certificates, connection)
-            if checks.needs_expiry else None)
+    if status is not None:
+        if status == 200 and sha256 is not None:
+            result.content_sha256 = sha256
+            if spec.conditional:
+                result.etag = response.headers.get("ETag")
+                result.last_modified = response.headers.get("Last-Modified")
+        elif status == 304 and asked is not None and error is None:
+            # The server confirmed the content whose validators were sent.
+            result.content_sha256 = asked.content_sha256
+            result.etag = response.headers.get("ETag") or asked.etag
+            result.last_modified = response.headers.get("Last-Modified") or asked.last_modified
+        if target.judges:
+            _judge(target, result, response.headers, b"".join(kept) if kept else b"",
+                   known, connection)
     return result
+
+
+def _validators(known: Known) -> dict[str, str]:
+    headers = {}
+    if known.etag:
+        headers["If-None-Match"] = known.etag
+    if known.last_modified:
+        headers["If-Modified-Since"] = known.last_modified
+    return headers
+
+
+def _judge(target: _Target, result: RequestResult, headers: Any, data: bytes,
+           known: Known | None, connection: Opened | None) -> None:
+    """A response's checks and captures, and its body kept, as the job asks."""
+    assert result.status is not None
+    confirmed = result.status == 304 and result.content_sha256 is not None
+    body = Body(data, result.content_type, headers.get("Content-Encoding"))
+    checks, captures = target.checks, target.captures
+    if checks is not None:
+        result.checks = checks.apply(
+            status=result.status, headers=headers, body=body, elapsed_ms=result.elapsed_ms,
+            cert_expiry=_chain_expiry(target.certificates, connection)
+            if checks.needs_expiry else None, without_body=confirmed)
+    if captures is not None:
+        result.captures = captures.apply(headers, body, without_body=confirmed)
+    sha256, bodies = result.body_sha256, target.bodies
+    if (bodies is not None and sha256 is not None and result.status != 304
+            and len(data) <= target.kept_max and sha256 not in bodies
+            and not (target.keep_changed and known is not None
+                     and known.content_sha256 == sha256)):
+        bodies[sha256] = data
 
 
 _VERSIONS = {9: "0.9", 10: "1.0", 11: "1.1", 20: "2"}  # urllib3's response.version

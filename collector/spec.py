@@ -10,10 +10,11 @@ written here; the collect step fills it in just before a batch runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
 if TYPE_CHECKING:
+    from collector.captures import Capture
     from collector.checks import Check
 
 METHODS = ("GET", "HEAD", "POST")
@@ -68,6 +69,12 @@ class BatchSpec:
     # environment's https_proxy/http_proxy and no_proxy; None: direct, whatever they say.
     proxy: str | None = None
     checks: tuple[Check, ...] = ()  # what a right answer is (collector.checks)
+    captures: tuple[Capture, ...] = ()  # values kept from each response (collector.captures)
+    # Bodies kept, each distinct one once: False, True, or "changed" (only when the content
+    # differs from the job's last for that query); none larger than max_kept_body.
+    keep_bodies: bool | Literal["changed"] = False
+    max_kept_body: int | None = None  # None: max_body
+    conditional: bool = False  # send the validators of the last content of each query
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ batches belong to whichever database replays them, as they did then.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from collector.errors import DatabaseUnavailable, StoreError
 from collector.results import (
     BatchResult,
+    CaptureResult,
     CheckResult,
     ConnectionResult,
     FailedAttempt,
@@ -43,8 +45,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # 3: connections; the requests' phases, HTTP version, connection and checks
-_READABLE = (1, 2, 3)  # 1 and 2 read with no connections
+# 3: connections; the requests' phases, HTTP version, connection and checks. 4: captures,
+# content hashes and validators, kept bodies (base64).
+FORMAT = 4
+_READABLE = (1, 2, 3, 4)  # 1 and 2 read with no connections
 CHUNK_BATCHES = 200  # spooled batches stored in one transaction
 CHUNK_REQUESTS = 20_000  # or fewer batches, when theirs hold this many requests
 
@@ -245,7 +249,9 @@ def _encode(batch: PendingBatch, database: str | None) -> dict[str, Any]:
         "scheduled_for": _time(batch.scheduled_for),
         "result": {
             **{f.name: _plain(getattr(result, f.name)) for f in fields(BatchResult)
-               if f.name not in ("requests", "connections")},
+               if f.name not in ("requests", "connections", "bodies")},
+            "bodies": {sha256: base64.b64encode(data).decode()
+                       for sha256, data in result.bodies.items()},
             "requests": [{f.name: _plain(getattr(r, f.name)) for f in fields(RequestResult)}
                          for r in result.requests],
             "connections": [c.to_dict() for c in result.connections],
@@ -280,12 +286,15 @@ def _decode(document: dict[str, Any]) -> Spooled:
         "failed_attempts": tuple(FailedAttempt(**{**a, "at": datetime.fromisoformat(a["at"])})
                                  for a in r["failed_attempts"]),
         "checks": tuple(CheckResult(**c) for c in r.get("checks", ())),
+        "captures": tuple(CaptureResult(**c) for c in r.get("captures", ())),
     }) for r in raw["requests"])
     connections = tuple(ConnectionResult(**{
         k: _parsed_time(v) if k in _CONNECTION_TIMES else v for k, v in c.items()})
         for c in raw.get("connections", ()))
     result = BatchResult(**{
-        **{k: v for k, v in raw.items() if k not in ("requests", "connections")},
+        **{k: v for k, v in raw.items() if k not in ("requests", "connections", "bodies")},
+        "bodies": {sha256: base64.b64decode(data)
+                   for sha256, data in raw.get("bodies", {}).items()},
         "started_at": datetime.fromisoformat(raw["started_at"]),
         "finished_at": datetime.fromisoformat(raw["finished_at"]),
         "requests": requests, "connections": connections,

@@ -20,6 +20,7 @@ def request(position: int, status: int | None, elapsed_ms: float, *, body: int |
         connect_ms=None if reused else 1.0, ttfb_ms=elapsed_ms / 2 if status else None,
         reused=reused, attempts=1, error_kind=error_kind,  # type: ignore[arg-type]
         error="it failed" if error_kind else None,
+        content_sha256=sha if status == 200 else None,
     )
 
 

@@ -1,7 +1,7 @@
-"""Real proxies from Debian's packages for the tests: tinyproxy (HTTP, CONNECT) and
-microsocks (SOCKS5), each on a free port of 127.0.0.1, each counting from its own log
-the TCP connections its clients opened. .ci/run installs both where missing; outside
-CI a test that needs a missing one is skipped, under CI it fails."""
+"""Real peers from Debian's packages for the tests: tinyproxy (HTTP, CONNECT), microsocks
+(SOCKS5) and nginx (static files), each on a free port of 127.0.0.1, each counting from
+its own log what its clients did. .ci/run installs them where missing; outside CI a test
+that needs a missing one is skipped, under CI it fails."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.conftest import IN_CI
 
 
 def tool(name: str, package: str) -> str:
-    found = shutil.which(name)
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if found is None:
         if IN_CI:
             pytest.fail(f"{name} is missing: .ci/run installs Debian's {package} package")
@@ -128,3 +128,33 @@ class Microsocks(_Peer):
         log = folder / "microsocks.log"
         # It logs a client once its connection onwards is made: not the probe's.
         super().__init__(command, log, log, port, probe_logged=False)
+
+
+class Nginx(_Peer):
+    """nginx serving the files of ``root`` as it serves any static site: with its own
+    ETag (modification time and size) and Last-Modified, answering a conditional request
+    for an unchanged file with 304. Its access log has a line per request."""
+
+    pattern = re.compile(r"^\S+ \S+ \S+ \[[^]]+\] \"", re.M)
+
+    def __init__(self, folder: Path, root: Path) -> None:
+        port = free_port()
+        log = folder / "nginx-access.log"
+        config = folder / "nginx.conf"
+        temp = folder / "nginx-temp"
+        temp.mkdir(exist_ok=True)
+        config.write_text(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+            f"pid {folder}/nginx.pid;\nerror_log {folder}/nginx-error.log;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n"
+            f"  access_log {log};\n"
+            + "".join(f"  {kind}_temp_path {temp}/{kind};\n"
+                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + "  types { text/html html; application/json json; text/plain txt; }\n"
+            f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n"
+            "}\n")
+        log.touch()
+        super().__init__([tool("nginx", "nginx"), "-e", str(folder / "nginx-error.log"),
+                          "-p", str(folder), "-c", str(config)],
+                         folder / "nginx.out", log, port, probe_logged=False)

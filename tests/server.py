@@ -89,6 +89,12 @@ class Handler(BaseHTTPRequestHandler):
             document = {"responseData": {"results": [{"title": f"About {q}"}]},
                         "responseStatus": 200}
             self._answer(200, json.dumps(document).encode(), "text/javascript; charset=utf-8")
+        elif head == "gzip":  # JSON sent gzip-encoded, as to a client that asked for it
+            import gzip
+
+            document = {"status": "UP", "load": 0.25}
+            self._answer(200, gzip.compress(json.dumps(document).encode()), "application/json",
+                         extra={"Content-Encoding": "gzip"})
         elif head == "status":
             self._answer(int(arg), b"")
         elif head == "delay":

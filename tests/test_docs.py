@@ -152,7 +152,7 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer, https_server: Loc
         "expiring", "lasting", "news", "news", "news"]
     assert slowest[0]["elapsed_ms"] >= slowest[1]["elapsed_ms"] >= 50
 
-    changes = [(r["job_name"], r["query"], r["previous_sha256"], r["body_sha256"])
+    changes = [(r["job_name"], r["query"], r["previous_sha256"], r["content_sha256"])
                for r in results["when a page's content changed"]]
     assert changes == [("news", "q=news", "w1", "w2")]
 

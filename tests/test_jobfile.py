@@ -252,10 +252,11 @@ url = "http://x/"
                 for e in found.errors]
     one, two, three = (str(tmp_path / n) for n in ("one.toml", "two.toml", "three.toml"))
     assert messages == [
-        f'{one}: job "a": colour: unknown key (allowed: basic_auth, ca_file, checks, '
-        "client_cert, client_key, concurrency, cron, enabled, every, fields, follow_redirects, "
-        "headers, jitter, max_body, method, pool_size, proxy, queries, redact, retries, "
-        "retry_after_max, retry_statuses, timeout, timezone, url, verify)",
+        f'{one}: job "a": colour: unknown key (allowed: basic_auth, ca_file, captures, '
+        "checks, client_cert, client_key, concurrency, conditional, cron, enabled, every, "
+        "fields, follow_redirects, headers, jitter, keep_bodies, max_body, max_kept_body, "
+        "method, pool_size, proxy, queries, redact, retries, retry_after_max, retry_statuses, "
+        "timeout, timezone, url, verify)",
         f'{one}: job "a": url: "ftp://x/" is not an http:// or https:// URL with a host',
         f'{one}: job "a": pool_size: 0 must be between 1 and 1000',
         f'{one}: job "a": every: "soon" is not a duration (use 250ms, 30s, 5m, 1h, 1d or a '

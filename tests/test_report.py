@@ -80,7 +80,8 @@ def test_prune(store: Store) -> None:
     assert store.info().row_counts["connections"] == 4
     assert store.prune(before) == (3, 7)
     assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1,
-                                       "connections": 1, "checks": 0, "workers": 0}
+                                       "connections": 1, "checks": 0,
+                                       "captures": 0, "bodies": 0, "workers": 0}
     assert store.prune(before) == (0, 0)
 
 

@@ -51,7 +51,7 @@ def test_a_spooled_batch_reads_back_whole(tmp_path: Path, server: LocalServer) -
     assert spool.paths() == [path] and spool.depth() == 1
     assert [p.name for p in spool.folder.iterdir()] == [path.name]  # no temporary left
     assert spool.read(path) == original
-    assert json.loads(path.read_text())["format"] == 3
+    assert json.loads(path.read_text())["format"] == 4
     assert original.batch.result.connections  # read back whole too
 
 

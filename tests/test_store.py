@@ -66,7 +66,8 @@ def test_batch_ids_increase(db_url: str, result: BatchResult) -> None:
         ids = [store.save_batch(result, job_name="search") or 0 for _ in range(3)]
         assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9,
                                            "connections": 3 * len(result.connections),
-                                           "checks": 0, "workers": 0}
+                                           "checks": 0,
+                                           "captures": 0, "bodies": 0, "workers": 0}
     assert result.connections
     assert ids == sorted(ids) and len(set(ids)) == 3
 
@@ -84,7 +85,8 @@ def test_a_schedule_fire_is_stored_once(db_url: str, result: BatchResult) -> Non
         store.save_batch(result, job_name="search")
         assert store.info().row_counts == {"jobs": 0, "batches": 3, "requests": 9,
                                            "connections": 3 * len(result.connections),
-                                           "checks": 0, "workers": 0}
+                                           "checks": 0,
+                                           "captures": 0, "bodies": 0, "workers": 0}
     assert result.connections
 
 
@@ -94,7 +96,8 @@ def test_deleting_a_batch_deletes_its_requests(db_url: str, result: BatchResult)
         with store.engine.begin() as conn:
             conn.execute(delete(batches).where(batches.c.id == batch_id))
         assert store.info().row_counts == {"jobs": 0, "batches": 0, "requests": 0,
-                                           "connections": 0, "checks": 0, "workers": 0}
+                                           "connections": 0, "checks": 0,
+                                           "captures": 0, "bodies": 0, "workers": 0}
 
 
 def test_times_are_utc_whatever_the_offset(db_url: str, result: BatchResult) -> None:
@@ -152,7 +155,8 @@ def test_migrating_keeps_every_row(db_url: str, result: BatchResult) -> None:
                 started_at=result.started_at, elapsed_ms=1.0, reused=False, attempts=1))
         store.upgrade()
         assert store.info().row_counts == {"jobs": 0, "batches": 1, "requests": 1,
-                                           "connections": 0, "checks": 0, "workers": 0}
+                                           "connections": 0, "checks": 0,
+                                           "captures": 0, "bodies": 0, "workers": 0}
         fire = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
         running = store.claim("new", BatchSpec(url=result.url), scheduled_for=fire, exclusive=False)
         assert running is not None
@@ -163,6 +167,20 @@ def test_migrating_keeps_every_row(db_url: str, result: BatchResult) -> None:
                                 .order_by(batches.c.id)).all()
         assert [tuple(r) for r in rows] == [("old", "ok", 1), ("new", "failed", 0)]
         assert store.info().row_counts["requests"] == 1
+
+
+def test_0013_fills_in_the_content_of_stored_200s(db_url: str, result: BatchResult) -> None:
+    with open_store(db_url) as store:
+        batch_id = store.save_batch(result, job_name="before")
+        store.downgrade("0012")
+        store.upgrade()
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(requests.c.status, requests.c.body_sha256,
+                                       requests.c.content_sha256)
+                                .where(requests.c.batch_id == batch_id)).all()
+    assert any(status == 200 for status, _, _ in rows)
+    assert [content for _, _, content in rows] == [
+        body if status == 200 else None for status, body, _ in rows]
 
 
 def test_upgrade_reports_before_and_after(db_url: str) -> None:

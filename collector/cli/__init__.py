@@ -79,6 +79,7 @@ def _register() -> None:
     app.command("report")(report.report)
     app.command("batches")(report.batches)
     app.command("show")(report.show)
+    app.command("body")(report.body)
     app.command("prune")(report.prune)
     app.add_typer(db.app, name="db")
     app.add_typer(spool.app, name="spool")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,7 +19,7 @@ from collector.cli.render import (
     records,
     sparkline,
 )
-from collector.errors import ConfigError
+from collector.errors import ConfigError, StoreError
 from collector.quantities import parse_duration, parse_since
 
 if TYPE_CHECKING:
@@ -122,6 +124,37 @@ def show(batch_id: Annotated[int, typer.Argument(metavar="BATCH_ID",
         rows = [{**row, "failed_attempts": json.dumps(row["failed_attempts"])}
                 for row in (r.to_dict() for r in result.requests)]
         typer.echo(records(rows, "csv"))
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def body(sha256: Annotated[str, typer.Argument(
+             metavar="SHA256", help="The body's hash, as requests.body_sha256 (or "
+                                    "content_sha256) names it.")],
+         out: Annotated[Path | None, typer.Option(
+             "--out", metavar="FILE", help="Write it to this file instead of stdout.")]
+         = None,
+         db: DbOption = None) -> None:
+    """Write a kept body (keep_bodies) back, byte for byte as the server sent it."""
+    import hashlib
+
+    wanted = sha256.strip().lower()
+    if not _SHA256.match(wanted):
+        raise ConfigError(f"SHA256: {sha256!r} is not a SHA-256 (64 hexadecimal digits)")
+    with open_db(db, create=False) as store:
+        data = store.body(wanted)
+    if hashlib.sha256(data).hexdigest() != wanted:
+        raise StoreError(f"database {store.url}: the body stored as {wanted} does not match "
+                         "its hash: it was changed after it was stored")
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
 
 
 def prune(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.collect import Outcome, record
+from collector.collect import Outcome, known, record
 from collector.daemon.firing import Clock, Fire, FireExecutor, Skips
 from collector.daemon.notify import Notifier
 from collector.daemon.trigger import FireTrigger
@@ -58,6 +58,9 @@ CLAIM_LINGER = 0.05
 # made before it and many fires share it.
 CLAIM_LEAD = timedelta(seconds=0.25)
 WRITE_LINGER = 0.05
+# How long a batch of a conditional job waits to learn what it last got before it asks
+# unconditionally (the database is slow, or away without being known to be).
+KNOWN_TIMEOUT = 2.0
 # A claim may take until its first fire's grace ends, less this margin for the run to
 # start, and never less than CLAIM_LEAST (nor more than the database timeout).
 CLAIM_MARGIN = 0.25
@@ -384,7 +387,10 @@ class Daemon:
         try:
             prepared = fire.prepared
             assert prepared is not None
-            result = prepared.show(run_batch(prepared.ready, stop=self.stop_batches))
+            last = () if self.database_away.is_set() else known(
+                self.store, fire.job.name, prepared, timeout=KNOWN_TIMEOUT)
+            result = prepared.show(run_batch(prepared.ready, stop=self.stop_batches,
+                                             known=last))
             fire.result = result.shifted(self.clock.offset)
             self._finished.put(fire)
         except Exception:  # a bug in one fire must not stop the others

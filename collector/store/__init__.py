@@ -34,9 +34,10 @@ from collector.errors import (
     SchemaMismatch,
     StoreError,
     UnknownBatch,
+    UnknownBody,
     UnknownJob,
 )
-from collector.results import BatchResult, PendingBatch, Trigger, new_batch_key
+from collector.results import BatchResult, Known, PendingBatch, Trigger, new_batch_key
 from collector.settings import worker_id
 from collector.spec import BatchSpec, JobSpec
 from collector.store import batches as _batches
@@ -66,7 +67,7 @@ OPERATION_TIMEOUT = 60.0
 # Submodules share names with the tables (collector.store.batches), so the tables are
 # reached through collector.models.
 _TABLES = (models.jobs, models.batches, models.requests, models.connections, models.checks,
-           models.workers)
+           models.captures, models.bodies, models.workers)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -346,6 +347,21 @@ class Store:
         requests; returns both counts."""
         with self.connect(write=not dry_run) as conn:
             return _batches.prune(conn, before, dry_run=dry_run, job=job)
+
+    def known(self, job_name: str, url: str, *, timeout: float | None = None
+              ) -> dict[str, Known]:
+        """What the job last got for each query (by the query as stored), among its latest
+        batches to ``url``: the content's hash and validators (:func:`_batches.known`)."""
+        return self._bounded_on("read", lambda conn: _batches.known(conn, job_name, url),
+                                timeout=timeout)
+
+    def body(self, sha256: str) -> bytes:
+        """A kept body, byte for byte as it was delivered; UnknownBody when none is stored."""
+        with self.connect() as conn:
+            found = _batches.body(conn, sha256)
+        if found is None:
+            raise UnknownBody(sha256)
+        return found
 
     # -- workers ------------------------------------------------------------------------------
 

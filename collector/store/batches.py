@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,14 +18,16 @@ from typing import Any, Literal
 from sqlalchemy import Column, Connection, Insert, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from collector.models import batches, checks, connections, requests
+from collector.models import batches, bodies, captures, checks, connections, requests
 from collector.results import (
     CONNECTION_COLUMNS,
     BatchResult,
     BatchStatus,
+    CaptureResult,
     CheckResult,
     ConnectionResult,
     FailedAttempt,
+    Known,
     PendingBatch,
     RequestResult,
     Trigger,
@@ -259,10 +261,12 @@ _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status"
                     "content_type", "body_length", "content_length", "body_sha256",
                     "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
                     "error_kind", "error", "failed_attempts", "dns_ms", "tcp_ms", "tls_ms",
-                    "http_version")
+                    "http_version", "content_sha256", "etag", "last_modified")
 _INSERTED = ("batch_id", *_REQUEST_COLUMNS, "connection_id")  # as the tuples built below
 _CONNECTION_INSERTED = ("batch_id", *CONNECTION_COLUMNS)
 _CHECK_INSERTED = ("batch_id", "request_id", "name", "passed", "observed")
+_CAPTURE_INSERTED = ("batch_id", "request_id", "name", "value", "number")
+VALIDATOR_MAX = 1000  # characters of an ETag or Last-Modified kept (a server's text)
 
 
 def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]]) -> None:
@@ -278,18 +282,72 @@ def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]
         r.attempts, r.error_kind, storable(r.error, ERROR_MAX),
         json.dumps([{**a.to_dict(), "error": storable(a.error, ERROR_MAX)}
                     for a in r.failed_attempts]) if r.failed_attempts else None,
-        r.dns_ms, r.tcp_ms, r.tls_ms, r.http_version,
+        r.dns_ms, r.tcp_ms, r.tls_ms, r.http_version, r.content_sha256,
+        storable(r.etag, VALIDATOR_MAX), storable(r.last_modified, VALIDATOR_MAX),
         None if r.connection is None else ids.get((batch_id, r.connection)),
     ) for batch_id, result in batched for r in result.requests]
     _insert_rows(conn, "requests", _INSERTED, values, sqlite)
-    checked = [(batch_id, r) for batch_id, result in batched for r in result.requests
-               if r.checks]
-    if checked:  # only for jobs with checks: their rows need the requests' ids
-        request_ids = _ids(conn, requests.c.position, {b for b, _ in checked})
+    judged = [(batch_id, r) for batch_id, result in batched for r in result.requests
+              if r.checks or r.captures]
+    if judged:  # only for jobs with checks or captures: their rows need the requests' ids
+        request_ids = _ids(conn, requests.c.position, {b for b, _ in judged})
         _insert_rows(conn, "checks", _CHECK_INSERTED, [
             (batch_id, request_ids[(batch_id, r.position)], c.name, c.passed,
              storable(c.observed))
-            for batch_id, r in checked for c in r.checks], sqlite)
+            for batch_id, r in judged for c in r.checks], sqlite)
+        _insert_rows(conn, "captures", _CAPTURE_INSERTED, [
+            (batch_id, request_ids[(batch_id, r.position)], c.name, storable(c.value),
+             c.number)
+            for batch_id, r in judged for c in r.captures], sqlite)
+    keeping = [result for _, result in batched if result.keeps_bodies]
+    if keeping:
+        _keep_bodies(conn, keeping, sqlite)
+
+
+def _keep_bodies(conn: Connection, results: Sequence[BatchResult], sqlite: bool) -> None:
+    """The bodies these batches kept, each once (compressed when that makes it smaller),
+    and the last use of every stored body their requests stand for, so that prune keeps
+    what a remaining request refers to (:func:`prune`)."""
+    import zstandard
+
+    used: dict[str, datetime] = {}
+    given: dict[str, bytes] = {}
+    for result in results:
+        given.update(result.bodies)
+        for r in result.requests:
+            for sha256 in {r.body_sha256, r.content_sha256} - {None}:
+                assert sha256 is not None
+                if used.get(sha256, result.started_at) <= result.started_at:
+                    used[sha256] = result.started_at
+    known: set[str] = set()
+    for chunk in _chunks(sorted(given), 500):
+        known.update(conn.scalars(select(bodies.c.sha256).where(bodies.c.sha256.in_(chunk))))
+    new = [sha256 for sha256 in given if sha256 not in known]
+    if new:
+        compressor = zstandard.ZstdCompressor()
+        rows = []
+        for sha256 in new:
+            raw = given[sha256]
+            packed = compressor.compress(raw)
+            codec, data = ("zstd", packed) if len(packed) < len(raw) else ("identity", raw)
+            rows.append({"sha256": sha256, "codec": codec, "raw_length": len(raw),
+                         "stored_length": len(data), "data": data,
+                         "stored_at": used[sha256], "last_used_at": used[sha256]})
+        # Another daemon may store the same body meanwhile: one row, whoever is first.
+        conn.execute(conflict_insert(conn, bodies).on_conflict_do_nothing(), rows)
+    # A body stored before (by this job or another, or a version "changed" did not send
+    # again): its last use moves on. One statement for all; a hash without a row, none.
+    touched = [{"b_sha256": sha256, "b_used": when} for sha256, when in used.items()
+               if sha256 not in given or sha256 in known]
+    if touched:
+        conn.execute(update(bodies).where(bodies.c.sha256 == bindparam("b_sha256"),
+                                          bodies.c.last_used_at < bindparam("b_used"))
+                     .values(last_used_at=bindparam("b_used")), touched)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _insert_connections(conn: Connection, batched: Sequence[tuple[int, BatchResult]],
@@ -388,13 +446,20 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
                     .order_by(checks.c.id)):
                 checked.setdefault(found.request_id, []).append(CheckResult(
                     name=found.name, passed=found.passed, observed=found.observed))
+        captured: dict[int, list[CaptureResult]] = {}
+        for found in conn.execute(
+                select(captures.c.request_id, captures.c.name, captures.c.value,
+                       captures.c.number)
+                .where(captures.c.batch_id == batch_id).order_by(captures.c.id)):
+            captured.setdefault(found.request_id, []).append(CaptureResult(
+                name=found.name, value=found.value, number=found.number))
         result = BatchResult(
             url=row.url, method=row.method, pool_size=row.pool_size,
             concurrency=row.concurrency, started_at=row.started_at,
             finished_at=row.finished_at or row.started_at,
             num_connections=row.num_connections, num_requests=row.num_requests,
             tcp_connections=row.tcp_connections, tls_verified=row.tls_verified,
-            requests=tuple(_request(r._asdict(), numbers, checked) for r in rows),
+            requests=tuple(_request(r._asdict(), numbers, checked, captured) for r in rows),
             connections=tuple(ConnectionResult(**{
                 name: getattr(c, name) for name in CONNECTION_COLUMNS}) for c in opened),
         )
@@ -405,9 +470,12 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
 
 
 def _request(row: dict[str, Any], numbers: dict[int, int],
-             checked: dict[int, list[CheckResult]]) -> RequestResult:
+             checked: dict[int, list[CheckResult]],
+             captured: dict[int, list[CaptureResult]]) -> RequestResult:
     attempts = row.pop("failed_attempts") or []
-    row["checks"] = tuple(checked.get(row.pop("id"), ()))
+    request_id = row.pop("id")
+    row["checks"] = tuple(checked.get(request_id, ()))
+    row["captures"] = tuple(captured.get(request_id, ()))
     connection_id = row.pop("connection_id")
     row["connection"] = None if connection_id is None else numbers.get(connection_id)
     return RequestResult(**row, failed_attempts=tuple(
@@ -430,7 +498,43 @@ def prune(conn: Connection, before: datetime, *, dry_run: bool,
     )
     if not dry_run:
         conn.execute(delete(checks).where(checks.c.batch_id.in_(old)))
+        conn.execute(delete(captures).where(captures.c.batch_id.in_(old)))
         conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
         conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
         conn.execute(delete(batches).where(which))
+        if job is None:
+            # Every remaining request started at or after ``before``: a body last used
+            # before it is one no remaining request of a job keeping bodies refers to.
+            conn.execute(delete(bodies).where(bodies.c.last_used_at < before))
     return counts
+
+
+def known(conn: Connection, job_name: str, url: str, *, recent: int = 10
+          ) -> dict[str, Known]:
+    """What the job last got for each query (a 200, or a 304 that confirmed a content)
+    among its ``recent`` latest finished batches to ``url``, by the query as stored."""
+    latest = (select(batches.c.id).where(batches.c.job_name == job_name,
+                                         batches.c.url == url,
+                                         batches.c.num_connections.is_not(None))
+              .order_by(batches.c.started_at.desc()).limit(recent))
+    rows = conn.execute(
+        select(requests.c.query, requests.c.content_sha256, requests.c.etag,
+               requests.c.last_modified)
+        .where(requests.c.batch_id.in_(latest),
+               requests.c.content_sha256.is_not(None))
+        .order_by(requests.c.started_at, requests.c.id))
+    return {row.query: Known(content_sha256=row.content_sha256, etag=row.etag,
+                             last_modified=row.last_modified) for row in rows}
+
+
+def body(conn: Connection, sha256: str) -> bytes | None:
+    """A kept body as it was delivered, or None when none is stored by that hash."""
+    row = conn.execute(select(bodies.c.codec, bodies.c.data)
+                       .where(bodies.c.sha256 == sha256)).one_or_none()
+    if row is None:
+        return None
+    if row.codec == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(row.data)
+    return bytes(row.data)
