@@ -31,6 +31,7 @@ from benchmarks.harness import ROOT, Figure, Scale
 _SCRIPT = """
 import sys
 from benchmarks.batch import bare_loop
+from collector.captures import parse_captures
 from collector.checks import parse_checks
 from collector.runner import run_batch
 from collector.spec import BatchSpec
@@ -53,19 +54,29 @@ elif mode == "urllib3":
             pass
         response.release_conn()
     pool.close()
-elif mode == "checks":
-    # A status, a header and a JMESPath value: the body kept and parsed
+elif mode in ("checks", "captures"):
+    # A status, a header and a JMESPath value: the body kept and parsed; with captures,
+    # a JMESPath number, a regular expression's group and a header on top
     checks = parse_checks([{"name": "ok", "status": "2xx"},
                            {"name": "type", "header": "Content-Type", "matches": "javascript"},
                            {"name": "status", "json": "responseStatus", "equals": 200}])
-    result = run_batch(BatchSpec(url=url, queries=queries, checks=checks))
+    captures = parse_captures({"status": {"json": "responseStatus"},
+                               "count": {"regex": '"estimatedResultCount": "([0-9]+)"'},
+                               "type": {"header": "Content-Type"}}) if mode == "captures" else ()
+    result = run_batch(BatchSpec(url=url, queries=queries, checks=checks, captures=captures))
     assert result.checks_failed == 0 and result.checks_passed == 3 * count
+    assert all(len(r.captures) == len(captures) for r in result.requests)
+elif mode == "kept":
+    # Every body kept (in the runner: the chunks joined, each distinct one held once;
+    # the server answers every query with the same document)
+    result = run_batch(BatchSpec(url=url, queries=queries, keep_bodies=True))
+    assert len(result.bodies) == 1 and result.requests[-1].body_sha256 in result.bodies
 else:
     result = run_batch(BatchSpec(url=url, queries=queries))
     assert result.requests_failed == 0 and result.tcp_connections == 1
 """
 
-MODES = ("bare", "urllib3", "run_batch", "checks")
+MODES = ("bare", "urllib3", "run_batch", "checks", "captures", "kept")
 
 
 def available() -> bool:
@@ -75,10 +86,14 @@ def available() -> bool:
 def instructions(mode: str, url: str, count: int, folder: Path) -> int:
     """The instructions ``count`` requests in ``mode`` took, start-up included."""
     out = folder / f"{mode}-{count}.out"
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                    "--dump-instr=no", sys.executable, "-c", _SCRIPT, mode, url, str(count)],
-                   check=True, cwd=ROOT, capture_output=True, timeout=1800,
-                   env={**os.environ, "PYTHONHASHSEED": "0"})
+    ran = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                          "--dump-instr=no", sys.executable, "-c", _SCRIPT, mode, url,
+                          str(count)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})
+    if ran.returncode != 0:  # what went wrong, not only that it did
+        raise RuntimeError(f"{mode} ({count} requests) under valgrind exited "
+                           f"{ran.returncode}:\n{ran.stderr[-3000:]}")
     found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), flags=re.M)
     assert found is not None, f"no instruction total in {out}"
     return int(found.group(1))
@@ -110,6 +125,16 @@ def run(scale: Scale) -> list[Figure]:
                "instructions a request", value=costs["checks"], unit="instructions",
                baseline="run_batch without", baseline_value=costs["run_batch"],
                note=f"{costs['checks'] - costs['run_batch']:+,.0f} instructions a request"),
+        Figure(suite="instructions", name="run_batch with the 3 checks and 3 captures "
+               "(JSON number, regex group, header), instructions a request",
+               value=costs["captures"], unit="instructions", baseline="run_batch without",
+               baseline_value=costs["run_batch"],
+               note=f"{costs['captures'] - costs['checks']:+,.0f} instructions a request for "
+                    "the captures"),
+        Figure(suite="instructions", name="run_batch keeping every body, instructions a "
+               "request", value=costs["kept"], unit="instructions",
+               baseline="run_batch without", baseline_value=costs["run_batch"],
+               note=f"{costs['kept'] - costs['run_batch']:+,.0f} instructions a request"),
     ]
 
 

@@ -245,19 +245,21 @@ class Body:
     """A response's body as checks and captures read it: decoded (gzip or deflate, when the
     server said so), as text and as JSON, each made once, when first asked for."""
 
-    __slots__ = ("_data", "_content_type", "_encoding", "_text", "_json")
+    __slots__ = ("_data", "_content_type", "_headers", "_text", "_json")
 
     def __init__(self, data: bytes, content_type: str | None,
-                 content_encoding: str | None = None) -> None:
+                 headers: Mapping[str, str] | None = None) -> None:
         self._data = data
         self._content_type = content_type
-        self._encoding = content_encoding
+        self._headers = headers  # for its Content-Encoding, looked up when read
         self._text: str | None = None
         self._json: Any = None
 
     def text(self) -> str:
         if self._text is None:
-            data = _decoded(self._data, self._encoding)
+            data = self._data
+            if data and self._headers is not None:
+                data = _decoded(data, self._headers.get("Content-Encoding"))
             found = _CHARSET.search(self._content_type or "")
             try:
                 self._text = data.decode(found.group(1) if found else "utf-8",
@@ -312,10 +314,9 @@ class Checks:
               without_body: bool = False) -> tuple[CheckResult, ...]:
         """Each check's result on one response; ``without_body``: a 304 that confirmed the
         content, whose checks that read the body were made on the 200 it stands for."""
-        read = body
         results = []
         for name, test in self._body_free if without_body else self._tests:
-            passed, observed = test(status, headers, read, elapsed_ms, cert_expiry)
+            passed, observed = test(status, headers, body, elapsed_ms, cert_expiry)
             if observed is not None and len(observed) > OBSERVED_MAX:
                 observed = observed[:OBSERVED_MAX - len(CUT)] + CUT
             results.append(CheckResult(name=name, passed=passed, observed=observed))

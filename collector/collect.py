@@ -96,14 +96,19 @@ def collect(job_name: str, batch: BatchSpec, *, store: Store | None,
     return outcome
 
 
+def wants_known(spec: BatchSpec) -> bool:
+    """Whether a batch of ``spec`` needs what its job last got for each query."""
+    return spec.conditional or spec.keep_bodies == "changed"
+
+
 def known(store: Store | None, job_name: str, prepared: Prepared, *,
           timeout: float | None = None) -> tuple[Known | None, ...]:
     """What the job last got for each of the batch's queries, by position, when the job
-    asks for it (``conditional``, ``keep_bodies = "changed"``); () otherwise. A database
-    that does not answer leaves it unknown: the batch asks unconditionally, keeps
-    every body, and says so in the log."""
+    asks for it (:func:`wants_known`); () otherwise. A database that does not answer
+    leaves it unknown: the batch asks unconditionally, keeps every body, and says so in
+    the log."""
     spec = prepared.shown
-    if store is None or not (spec.conditional or spec.keep_bodies == "changed"):
+    if store is None or not wants_known(spec):
         return ()
     try:
         found = store.known(job_name, spec.url, timeout=timeout)
@@ -111,7 +116,21 @@ def known(store: Store | None, job_name: str, prepared: Prepared, *,
         log.warning("job %s: what it last got is unknown, so this batch asks for every "
                     "query in full: %s", job_name, exc)
         return ()
+    return by_position(found, prepared)
+
+
+def by_position(found: Mapping[str, Known], prepared: Prepared) -> tuple[Known | None, ...]:
+    """``found`` (by the query as stored) for each of the batch's requests, in order."""
     return tuple(found.get(query) for query in prepared.stored_queries())
+
+
+def remember(found: dict[str, Known], result: BatchResult) -> None:
+    """What ``result`` got for each query, into ``found`` (the latest wins): a 200's
+    content and validators, or the content a 304 confirmed."""
+    for r in result.requests:
+        if r.content_sha256 is not None:
+            found[r.query] = Known(content_sha256=r.content_sha256, etag=r.etag,
+                                   last_modified=r.last_modified)
 
 
 def record(store: Store, batches: Sequence[PendingBatch], *, spool: Spool | None,

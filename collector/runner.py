@@ -509,7 +509,7 @@ def _judge(target: _Target, result: RequestResult, headers: Any, data: bytes,
     """A response's checks and captures, and its body kept, as the job asks."""
     assert result.status is not None
     confirmed = result.status == 304 and result.content_sha256 is not None
-    body = Body(data, result.content_type, headers.get("Content-Encoding"))
+    body = Body(data, result.content_type, headers)
     checks, captures = target.checks, target.captures
     if checks is not None:
         result.checks = checks.apply(

@@ -46,8 +46,10 @@ class Site:
         later = max(before + 10, path.stat().st_mtime)
         os.utime(path, (later, later))
 
-    def statuses(self) -> list[int]:
-        """The statuses nginx logged, in order."""
+    def statuses(self, count: int) -> list[int]:
+        """The statuses nginx logged, in order, once it logged ``count`` requests (it logs
+        a request after its answer is sent: a client can be faster than the log)."""
+        self.nginx.wait_connections(count)
         lines = self.nginx.log.read_text().splitlines()
         return [int(line.split('" ')[1].split()[0]) for line in lines]
 
@@ -127,7 +129,9 @@ def test_a_cap_on_kept_bodies(site: Site) -> None:
 
 def test_changed_keeps_a_body_only_when_the_content_changed(db_url: str, site: Site) -> None:
     spec = BatchSpec(url=site.url("data.json"), keep_bodies="changed",
-                     queries=({"q": "a"}, {"q": "b"}))
+                     queries=({"q": "a"}, {"q": "b"}),
+                     captures=parse_captures({"price": {"json": "price"},
+                                              "name": {"json": "name"}}))
     with open_store(db_url) as store:
         first = collect("prices", spec, store=store)
         unchanged = collect("prices", spec, store=store)
@@ -136,6 +140,10 @@ def test_changed_keeps_a_body_only_when_the_content_changed(db_url: str, site: S
         assert len(first.result.bodies) == 1
         assert unchanged.result.bodies == {}  # as the last one for each query: not sent
         assert len(changed.result.bodies) == 1
+        # the JSON's number and text, before and after the change
+        assert [[(c.value, c.number) for c in r.captures] for r in
+                (first.result.requests[0], changed.result.requests[1])] == [
+            [("12.5", 12.5), ("widget", None)], [("13.0", 13.0), ("widget", None)]]
         new_sha = next(iter(changed.result.bodies))
         assert new_sha != next(iter(first.result.bodies))
         assert set(_body_rows(store)) == set(first.result.bodies) | {new_sha}
@@ -168,7 +176,8 @@ def test_a_conditional_job_stores_304s_that_stand_for_the_body(db_url: str, site
     spec = BatchSpec(url=site.url("page.html"), conditional=True, keep_bodies=True,
                      queries=({"q": "a"},),
                      checks=parse_checks([{"name": "fresh", "status": [200, 304]},
-                                          {"name": "total", "body_matches": "price: 42"}]),
+                                          {"name": "total", "body_matches": "price: 42"},
+                                          {"name": "sold-out", "body_matches": "sold out"}]),
                      captures=parse_captures({"total": {"regex": r"price: (\d+)</p></body>"},
                                               "server": {"header": "Server"}}))
     sha = hashlib.sha256(PAGE).hexdigest()
@@ -181,7 +190,7 @@ def test_a_conditional_job_stores_304s_that_stand_for_the_body(db_url: str, site
         again = collect("page", spec, store=store)
         (first,), (second,), (third,), (fourth,) = (
             o.result.requests for o in (full, confirmed, changed, again))
-        assert site.statuses() == [200, 304, 200, 304]  # as nginx saw them
+        assert site.statuses(4) == [200, 304, 200, 304]  # as nginx saw them
         etag = (first.etag or "").strip('"')
         assert first.status == 200 and first.content_sha256 == sha and etag
         assert first.last_modified and first.last_modified.endswith(" GMT")
@@ -193,6 +202,9 @@ def test_a_conditional_job_stores_304s_that_stand_for_the_body(db_url: str, site
         assert [(c.name, c.passed) for c in second.checks] == [("fresh", True)]
         assert [c.name for c in second.captures] == ["server"]
         assert [(c.value, c.number) for c in first.captures[:1]] == [("42", 42.0)]
+        assert [(c.name, c.passed) for c in first.checks] == [
+            ("fresh", True), ("total", True), ("sold-out", False)]
+        assert [(c.name, c.passed) for c in third.checks][1] == ("total", False)  # 43 now
         assert third.status == 200 and third.content_sha256 == hashlib.sha256(
             new_page).hexdigest() and third.etag != first.etag
         assert fourth.status == 304 and fourth.content_sha256 == third.content_sha256
@@ -224,7 +236,7 @@ def test_without_a_known_content_a_conditional_job_asks_in_full(site: Site) -> N
     spec = BatchSpec(url=site.url("data.json"), conditional=True)
     assert [o.status for o in collect("j", spec, store=None).result.requests] == [200]
     assert [o.status for o in collect("j", spec, store=None).result.requests] == [200]
-    assert site.statuses() == [200, 200]
+    assert site.statuses(2) == [200, 200]
 
 
 def test_a_spooled_batch_keeps_its_bodies_and_captures(tmp_path: Path, site: Site) -> None:

@@ -138,3 +138,20 @@ def test_run_once_json_has_the_captures(sqlite_url: str, server: LocalServer,
     assert code == 0, err
     (request,) = json.loads(out)["requests"]
     assert request["captures"] == [{"name": "title", "value": "About a", "number": None}]
+
+
+def test_run_once_and_show_list_the_captures(sqlite_url: str, server: LocalServer,
+                                             tmp_path: Path) -> None:
+    from tests.cli import invoke
+
+    path = tmp_path / "jobs.toml"
+    path.write_text(f'[jobs.c]\nurl = "{server.url("/search")}"\n'
+                    'queries = [ { q = "a" }, { q = "b" } ]\n'
+                    'captures = { title = { json = "responseData.results[0].title" }, '
+                    'status = { json = "responseStatus" } }\n')
+    code, out, err = invoke("run-once", str(path), "--db", sqlite_url)
+    assert code == 0, err
+    listed = "captured:\n  #0 title=About a, status=200\n  #1 title=About b, status=200\n"
+    assert listed in out
+    code, shown, err = invoke("show", "1", "--db", sqlite_url)
+    assert code == 0 and listed in shown, err

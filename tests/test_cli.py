@@ -529,7 +529,7 @@ def test_json_carries_every_column_and_show_says_the_same(db_url: str,
     assert set(ran) == set(batches.c.keys()) - {"id"} | {"batch_id", "requests", "connections"}
     assert set(ran["requests"][0]) == (set(requests.c.keys()) - {"id", "batch_id",
                                                                   "connection_id"}
-                                       | {"connection", "checks"})
+                                       | {"connection", "checks", "captures"})
     assert set(ran["connections"][0]) == set(connections.c.keys()) - {"id", "batch_id"}
     assert [r["connection"] for r in ran["requests"]] == [1, 1]  # one kept-alive connection
     assert ran["requests"][0]["http_version"] == "1.1"

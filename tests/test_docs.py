@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from collector.cli import app
 from collector.jobfile import load_job_file
+from collector.results import CaptureResult
 from collector.runner import run_batch
 from collector.spec import BatchSpec
 from collector.store import open_store
@@ -68,7 +70,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_command() -> None:
 
 
 def test_the_readme_job_file_is_valid(tmp_path: Path) -> None:
-    (block,) = fenced("toml")
+    block = fenced("toml")[0]  # the first: the example's batch
     path = tmp_path / "readme.toml"
     path.write_text(block)
     (job,) = load_job_file(path)
@@ -110,6 +112,12 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer, https_server: Loc
             at = now - timedelta(minutes=minutes)
             store.save_batch(batch(at, 1, request(0, 200, 5, sha=sha, at=at,
                                                   query="q=news")), job_name="news")
+        for minutes, price in ((30, 12.5), (25, 13.0)):  # a captured price, twice
+            at = now - timedelta(minutes=minutes)
+            priced = replace(request(0, 200, 4, sha=f"p{price}", at=at, query="id=17"), captures=(
+                CaptureResult(name="price", value=str(price), number=price),
+                CaptureResult(name="title", value="Widget", number=None)))
+            store.save_batch(batch(at, 1, priced), job_name="prices")
         recent = run_batch(BatchSpec(url=server.url("/delay/0.05"), queries=({}, {})))
         store.save_batch(recent, job_name="recent")
         dialect = store.engine.dialect.name
@@ -119,7 +127,8 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer, https_server: Loc
                        for title, sql in queries.items()}
     assert set(results) == {"success rate per job per day", "connection re-use per job",
                             "connection re-use per batch", "slowest requests this week",
-                            "when a page's content changed",
+                            "when a page's content changed", "a captured value over time",
+                            "when a job's content changed",
                             "certificates that expire within 14 days, per job"}
 
     certificates = [(r["job_name"], r["cert_subject"], r["expires"])
@@ -135,7 +144,8 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer, https_server: Loc
                for r in results["success rate per job per day"]}
     # job a: 7 requests on one day, 4 of them answered below 400 (200 200 200 301)
     assert success == {("a", 7): round(400 / 7, 1), ("b", 1): 0.0, ("recent", 2): 100.0,
-                       ("news", 3): 100.0, ("expiring", 1): 100.0, ("lasting", 1): 100.0}
+                       ("news", 3): 100.0, ("expiring", 1): 100.0, ("lasting", 1): 100.0,
+                       ("prices", 2): 100.0}
 
     reuse = {r["job_name"]: r for r in results["connection re-use per job"]}
     assert float(reuse["a"]["requests_per_connection"]) == 1.75
@@ -149,12 +159,18 @@ def test_the_readme_sql_runs(db_url: str, server: LocalServer, https_server: Loc
     # the data set is older than a week; the news answers took 5 ms
     assert [r["job_name"] for r in slowest][:2] == ["recent", "recent"]
     assert sorted(r["job_name"] for r in slowest[2:]) == [
-        "expiring", "lasting", "news", "news", "news"]
+        "expiring", "lasting", "news", "news", "news", "prices", "prices"]
     assert slowest[0]["elapsed_ms"] >= slowest[1]["elapsed_ms"] >= 50
 
     changes = [(r["job_name"], r["query"], r["previous_sha256"], r["content_sha256"])
                for r in results["when a page's content changed"]]
-    assert changes == [("news", "q=news", "w1", "w2")]
+    assert changes == [("news", "q=news", "w1", "w2"), ("prices", "id=17", "p12.5", "p13.0")]
+    assert [(r["query"], r["previous_sha256"], r["content_sha256"])
+            for r in results["when a job's content changed"]] == [("id=17", "p12.5", "p13.0")]
+
+    prices = [(r["query"], r["number"], r["value"])
+              for r in results["a captured value over time"]]
+    assert prices == [("id=17", 12.5, "12.5"), ("id=17", 13.0, "13.0")]
 
 
 def test_every_job_file_in_the_docs_is_valid(tmp_path: Path) -> None:

@@ -95,6 +95,7 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
                      for r in result.requests for c in r.checks if not c.passed]
     if failed_checks:
         lines += ["", "failed checks:", *failed_checks]
+    lines += _captured(result)
     lines += _certificates(result)
     elapsed = (result.finished_at - result.started_at).total_seconds() * 1000
     lines += [
@@ -109,6 +110,28 @@ def batch_table(result: BatchResult, *, job_name: str, batch_id: int | None,
            if result.checks_passed or result.checks_failed else ""),
     ]
     return "\n".join(lines)
+
+
+CAPTURED_SHOWN = 20  # requests whose captures the table lists
+_SHORT = 60
+
+
+def _captured(result: BatchResult) -> list[str]:
+    """The values the job's captures found, a line per request (the first few)."""
+    found = [r for r in result.requests if r.captures]
+    if not found:
+        return []
+
+    def short(text: str) -> str:
+        text = printable(text) or ""
+        return text if len(text) <= _SHORT else text[:_SHORT - 1] + "…"
+
+    lines = [f"  #{r.position} " + ", ".join(f"{c.name}={short(c.value)}" for c in r.captures)
+             for r in found[:CAPTURED_SHOWN]]
+    if len(found) > CAPTURED_SHOWN:
+        lines.append(f"  ... and {len(found) - CAPTURED_SHOWN} more (collector show --format "
+                     "json, or the captures table)")
+    return ["", "captured:", *lines]
 
 
 def _certificates(result: BatchResult) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.collect import Outcome, known, record
+from collector.collect import Outcome, by_position, record, remember, wants_known
 from collector.daemon.firing import Clock, Fire, FireExecutor, Skips
 from collector.daemon.notify import Notifier
 from collector.daemon.trigger import FireTrigger
@@ -37,7 +37,7 @@ from collector.errors import (
 )
 from collector.metrics import Metrics
 from collector.references import prepare
-from collector.results import PendingBatch, new_batch_key
+from collector.results import Known, PendingBatch, new_batch_key
 from collector.runner import run_batch
 from collector.schedule import Fires, spread_offset
 from collector.settings import spool_folder, worker_id
@@ -58,8 +58,8 @@ CLAIM_LINGER = 0.05
 # made before it and many fires share it.
 CLAIM_LEAD = timedelta(seconds=0.25)
 WRITE_LINGER = 0.05
-# How long a batch of a conditional job waits to learn what it last got before it asks
-# unconditionally (the database is slow, or away without being known to be).
+# How long the claims thread waits to learn what a conditional job last got (once per
+# job) before its fire asks unconditionally (the database is slow, or away unnoticed).
 KNOWN_TIMEOUT = 2.0
 # A claim may take until its first fire's grace ends, less this margin for the run to
 # start, and never less than CLAIM_LEAST (nor more than the database timeout).
@@ -129,6 +129,11 @@ class Daemon:
         self._active = 0
         self._in_flight: set[int] = set()  # claimed here, not yet written
         self._cannot_run: dict[str, str] = {}  # job: why its last fire could not run
+        # What each conditional (or keep_bodies = "changed") job last got, by job: its URL
+        # and, by query, the content: read from the database once, at its first fire,
+        # then kept up from its batches here, so no batch thread reads the database.
+        self._known: dict[str, tuple[str, dict[str, Known]]] = {}
+        self._known_lock = threading.Lock()
         self._idle = threading.Condition()
         self._last_tick = time.monotonic()
         self._last_batch = "none yet"
@@ -203,6 +208,7 @@ class Daemon:
             if name not in wanted:
                 self.scheduler.remove_job(name)
                 del self._scheduled[name]
+                self._known.pop(name, None)
                 self.metrics.job_unscheduled(name)
                 log.info("job %s: no longer scheduled", name)
         for name, found in wanted.items():
@@ -285,6 +291,8 @@ class Daemon:
                 self.skips.skip(fire.job.name, "config", fire.scheduled_for)
                 continue
             self._cannot_run.pop(fire.job.name, None)
+            if wants_known(fire.job.batch):
+                self._learn_known(fire)
             ready.append(fire)
         if not ready:
             return
@@ -323,6 +331,22 @@ class Daemon:
         for fire in ready:  # the database is away: run them all, spool what they collect
             fire.offline = True
             self._hold(fire)
+
+    def _learn_known(self, fire: Fire) -> None:
+        """What the fire's job last got, read once per job and URL (then its batches here
+        keep it up): unknown while the database does not answer, when the batch asks in
+        full and keeps every body, and read again at the next fire."""
+        name, url = fire.job.name, fire.job.batch.url
+        if self._known.get(name, ("", None))[0] == url or self.database_away.is_set():
+            return
+        try:
+            found = self.store.known(name, url, timeout=KNOWN_TIMEOUT)
+        except StoreError as exc:
+            log.warning("job %s: what it last got is unknown, so this fire asks for every "
+                        "query in full: %s", name, exc)
+            return
+        with self._known_lock:
+            self._known[name] = (url, found)
 
     def _claim_budget(self, fires: list[Fire], now: datetime) -> float | None:
         """How long a claim of ``fires`` may take: until the first of them would be past
@@ -387,10 +411,15 @@ class Daemon:
         try:
             prepared = fire.prepared
             assert prepared is not None
-            last = () if self.database_away.is_set() else known(
-                self.store, fire.job.name, prepared, timeout=KNOWN_TIMEOUT)
+            url, found = self._known.get(fire.job.name, ("", None))
+            if url != fire.job.batch.url:
+                found = None
+            last = () if found is None else by_position(found, prepared)
             result = prepared.show(run_batch(prepared.ready, stop=self.stop_batches,
                                              known=last))
+            if found is not None:
+                with self._known_lock:
+                    remember(found, result)
             fire.result = result.shifted(self.clock.offset)
             self._finished.put(fire)
         except Exception:  # a bug in one fire must not stop the others
