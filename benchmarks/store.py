@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import sqlite3
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import server
-from benchmarks.harness import Figure, Scale, interleaved, median, postgres_database, timed
+from benchmarks.harness import (
+    ROOT,
+    Figure,
+    Scale,
+    interleaved,
+    median,
+    postgres_database,
+    timed,
+)
 from collector.results import BatchResult
 from collector.runner import run_batch
 from collector.spec import BatchSpec
-from collector.store import open_store
+from collector.store import Store, open_store
 
 COLUMNS = ("batch_id", "position", "method", "url", "query", "started_at", "status",
            "content_type", "body_length", "content_length", "body_sha256", "elapsed_ms",
@@ -32,6 +43,54 @@ def _sample(count: int) -> BatchResult:
     with server.running() as base:
         return run_batch(BatchSpec(url=f"{base}/search",
                                    queries=tuple({"q": f"term{i}"} for i in range(count))))
+
+
+DISTINCT_BODIES = 100  # a batch's distinct bodies, each about 11 KB of text
+
+
+def _keeping(result: BatchResult, versions: itertools.count[int]) -> BatchResult:
+    """``result`` as a job with keep_bodies gets it: DISTINCT_BODIES bodies (a page of
+    text, each a version of its own), kept, and its requests referring to them."""
+    page = (ROOT / "README.md").read_bytes()
+    version = next(versions)
+    bodies = {}
+    requests = []
+    for r in result.requests:
+        data = page + f"<!-- {version}.{r.position % DISTINCT_BODIES} -->".encode()
+        sha256 = hashlib.sha256(data).hexdigest()
+        bodies[sha256] = data
+        requests.append(replace(r, body_sha256=sha256, content_sha256=sha256))
+    return replace(result, requests=tuple(requests), bodies=bodies, keeps_bodies=True)
+
+
+def _kept_figures(store: Store, result: BatchResult, scale: Scale, database: str
+                  ) -> list[Figure]:
+    """What keeping bodies costs a save: new ones (hashed, compressed, inserted), and the
+    same again (looked up, their last use moved on), against the same rows without."""
+    versions = itertools.count()
+    again = _keeping(result, versions)
+    store.save_batch(again, job_name="kept")
+
+    def new() -> float:
+        fresh = _keeping(result, versions)  # made before the clock starts
+        return timed(lambda: store.save_batch(fresh, job_name="kept"))
+
+    times = interleaved(scale.rounds, {
+        "without": lambda: timed(lambda: store.save_batch(result, job_name="bench")),
+        "new": new,
+        "again": lambda: timed(lambda: store.save_batch(again, job_name="kept")),
+    })
+    rows = len(result.requests)
+    return [
+        Figure(suite="store", name=f"save_batch, {rows:,} rows with {DISTINCT_BODIES} new "
+               f"kept bodies, {database}", value=median(times["new"]), unit="s",
+               kind="times", baseline="save_batch without kept bodies",
+               baseline_value=median(times["without"])),
+        Figure(suite="store", name=f"save_batch, {rows:,} rows with {DISTINCT_BODIES} kept "
+               f"bodies stored already, {database}", value=median(times["again"]), unit="s",
+               kind="times", baseline="save_batch without kept bodies",
+               baseline_value=median(times["without"])),
+    ]
 
 
 def run(scale: Scale, postgres: str | None) -> list[Figure]:
@@ -72,6 +131,8 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
             value=median(times["collector"]), unit="s",
             baseline="sqlite3 executemany", baseline_value=median(times["bare"]),
             goal=">= 0.80"))
+        with open_store(f"sqlite:///{path}") as store:
+            figures += _kept_figures(store, result, scale, "SQLite")
 
     if postgres:
         import psycopg
@@ -110,4 +171,6 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
                    unit="s", baseline="psycopg COPY", baseline_value=median(times["copy"]),
                    goal=">= 0.80"),
         ]
+        with open_store(url) as store:
+            figures += _kept_figures(store, result, scale, "PostgreSQL")
     return figures

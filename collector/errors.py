@@ -19,7 +19,8 @@ handler in another process), attributes and message included::
     ├── NotFound                   what was asked for is not there (exit 2, as a mistyped name)
     │   ├── NoDatabase             a read-only command found no database to read
     │   ├── UnknownJob             no stored job has that name, with .name
-    │   └── UnknownBatch           no stored batch has that id, with .batch_id
+    │   ├── UnknownBatch           no stored batch has that id, with .batch_id
+    │   └── UnknownBody            no kept body has that SHA-256, with .sha256
     ├── StoreError                 the database could not be used (exit 1)
     │   ├── DatabaseUnavailable    cannot be reached, locked past its busy timeout, or
     │   │                          timed out: transient, worth trying again

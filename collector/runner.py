@@ -479,8 +479,8 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
         result.dns_ms, result.tcp_ms, result.tls_ms = dns, tcp, tls
         result.connect_ms = round((dns or 0.0) + (tcp or 0.0) + (tls or 0.0), 3)
     if status is not None:
-        if status == 200 and sha256 is not None:
-            result.content_sha256 = sha256
+        if status == 200 and sha256 is not None and spec.method != "HEAD":
+            result.content_sha256 = sha256  # a HEAD's empty body stands for no content
             if spec.conditional:
                 result.etag = response.headers.get("ETag")
                 result.last_modified = response.headers.get("Last-Modified")

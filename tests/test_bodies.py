@@ -112,6 +112,8 @@ def test_no_keep_bodies_no_bodies(db_url: str, site: Site) -> None:
     assert result.bodies == {} and not result.keeps_bodies
     # the content it stands for all the same: a 200's body
     assert result.requests[0].content_sha256 == hashlib.sha256(PAGE).hexdigest()
+    head = run_batch(BatchSpec(url=site.url("page.html"), method="HEAD")).requests[0]
+    assert head.status == 200 and head.content_sha256 is None  # no body: no content
     with open_store(db_url) as store:
         store.save_batch(result, job_name="plain")
         assert store.info().row_counts["bodies"] == 0

@@ -30,6 +30,7 @@ from collector.errors import (
     SpoolFull,
     StoreError,
     UnknownBatch,
+    UnknownBody,
     UnknownJob,
 )
 
@@ -49,6 +50,7 @@ EXAMPLES: list[CollectorError] = [
     NoDatabase(f"database {URL} has no collector data yet"),
     UnknownJob("serach", ["search", "status"]),
     UnknownBatch(42),
+    UnknownBody("0" * 64),
     StoreError("the database could not be used"),
     DatabaseUnavailable(URL, "connection refused"),
     DataRejected(URL, "value too long"),
