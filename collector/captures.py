@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.checks import NAME, NOT_JSON, Body, regex
+from collector.checks import NAME, NOT_JSON, Body, jmespath_expression, regex
 from collector.errors import KeyProblem
 from collector.quantities import show
 from collector.results import CaptureResult
@@ -89,17 +89,7 @@ def _compile(key: str, capture: Capture) -> Find:
             found = pattern.search(body.text())
             return None if found is None else found.group(1)
         return first_group
-    import jmespath
-    from jmespath.exceptions import JMESPathError
-
-    if not isinstance(expression, str):
-        raise KeyProblem(key, f"{show(expression)} is not a JMESPath expression")
-    try:
-        compiled = jmespath.compile(expression)
-    except JMESPathError as exc:
-        detail = " ".join(str(exc).split())
-        raise KeyProblem(key, f"{show(expression)} is not a JMESPath expression "
-                              f"({detail})") from None
+    compiled = jmespath_expression(key, expression)
 
     def json_value(headers: Mapping[str, str], body: Body) -> Any:
         document = body.json()

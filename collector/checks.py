@@ -173,18 +173,23 @@ def _status_test(key: str, value: object) -> Test:
                           'class like "2xx"')
 
 
-def _json_test(key: str, value: object, table: Mapping[str, Any]) -> Test:
-    import jmespath
+def jmespath_expression(key: str, value: object) -> Any:
+    """``value`` compiled as a JMESPath expression; KeyProblem naming ``key`` if it is not."""
+    import jmespath  # here: only for jobs that use one
     from jmespath.exceptions import JMESPathError
 
     if not isinstance(value, str):
-        raise KeyProblem(f"{key}.json", f"{show(value)} is not a JMESPath expression")
+        raise KeyProblem(key, f"{show(value)} is not a JMESPath expression")
     try:
-        expression = jmespath.compile(value)
+        return jmespath.compile(value)
     except JMESPathError as exc:
         detail = " ".join(str(exc).split())
-        raise KeyProblem(f"{key}.json", f"{show(value)} is not a JMESPath expression "
-                                        f"({detail})") from None
+        raise KeyProblem(key, f"{show(value)} is not a JMESPath expression "
+                              f"({detail})") from None
+
+
+def _json_test(key: str, value: object, table: Mapping[str, Any]) -> Test:
+    expression = jmespath_expression(f"{key}.json", value)
     given = [c for c in COMPARISONS if c in table]
     if len(given) != 1:
         raise KeyProblem(key, f"a json check has one of {', '.join(COMPARISONS)} "
