@@ -49,6 +49,8 @@ from collector.store.engine import (
     SQLITE_BUSY_TIMEOUT,
     make_engine,
     sqlite_foreign_keys_off,
+    sqlite_give_back,
+    sqlite_incremental,
     sqlite_wal,
     translated,
 )
@@ -63,6 +65,8 @@ _T = TypeVar("_T")
 # How long reading the revision, a claim or a save may take before the database is
 # taken for unavailable: past SQLite's busy timeout, so a locked file says "locked".
 OPERATION_TIMEOUT = 60.0
+# Requests deleted in one transaction by a prune on SQLite (about 0.1 s of write lock).
+PRUNE_ROWS = 20_000
 
 # Submodules share names with the tables (collector.store.batches), so the tables are
 # reached through collector.models.
@@ -203,7 +207,14 @@ class Store:
             self._migrate(lambda conn: schema.run_upgrade(conn, target))
         except CommandError as exc:
             raise DatabaseUnavailable(self.url, f"migration failed: {exc}") from exc
-        return before, self.revision() or "none"
+        after = self.revision() or "none"
+        if (self.engine.dialect.name == "sqlite" and after in schema.known_revisions()
+                and after >= schema.INCREMENTAL_VACUUM):
+            # Revision 0014's change, made outside any transaction as SQLite needs: a file
+            # from before it is rewritten once (VACUUM) to give pages back from now on.
+            with translated(self.url), self.engine.connect() as conn:
+                sqlite_incremental(conn, convert=True)
+        return before, after
 
     def downgrade(self, target: str) -> None:
         """Take the schema down to ``target`` (``base``: no tables). For developers and tests."""
@@ -215,7 +226,10 @@ class Store:
             new = schema.current_revision(conn) is None
             conn.rollback()  # end the read: pragmas and the migration need none open
             if new:
-                sqlite_wal(conn)  # a new collector database: WAL, once, in the file
+                # A new collector database: pages freed by prune given back (set before
+                # the first table, so no VACUUM is needed), and WAL, once, in the file.
+                sqlite_incremental(conn, convert=False)
+                sqlite_wal(conn)
             with sqlite_foreign_keys_off(conn), conn.execution_options(write_lock=True).begin():
                 run(conn)
 
@@ -344,9 +358,32 @@ class Store:
     def prune(self, before: datetime, *, dry_run: bool = False,
               job: str | None = None) -> tuple[int, int]:
         """Delete batches started before ``before`` (only ``job``'s, when given) and their
-        requests; returns both counts."""
-        with self.connect(write=not dry_run) as conn:
-            return _batches.prune(conn, before, dry_run=dry_run, job=job)
+        requests; returns both counts. Without ``job``, the bodies no remaining request
+        refers to go too.
+
+        On SQLite the batches go oldest first, about PRUNE_ROWS requests a transaction (a
+        daemon's writes wait for one of them at most, never for the whole prune), and
+        the pages freed are then given back to the file system (incremental vacuum).
+        """
+        if dry_run:
+            with self.connect() as conn:
+                return _batches.count_old(conn, before, job)
+        sqlite = self.engine.dialect.name == "sqlite"
+        total = [0, 0]
+        while True:
+            with self.connect(write=True) as conn:
+                n_batches, n_requests = _batches.prune(
+                    conn, before, job=job, rows=PRUNE_ROWS if sqlite else None)
+                if job is None and (not n_batches or not sqlite):
+                    _batches.prune_bodies(conn, before)
+            total[0] += n_batches
+            total[1] += n_requests
+            if not n_batches or not sqlite:
+                break
+        if sqlite and total[0]:
+            with translated(self.url), self.engine.connect() as conn:
+                sqlite_give_back(conn)
+        return total[0], total[1]
 
     def known(self, job_name: str, url: str, *, timeout: float | None = None
               ) -> dict[str, Known]:

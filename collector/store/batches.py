@@ -483,30 +483,58 @@ def _request(row: dict[str, Any], numbers: dict[int, int],
                       at=datetime.fromisoformat(a["at"])) for a in attempts))
 
 
-def prune(conn: Connection, before: datetime, *, dry_run: bool,
-          job: str | None = None) -> tuple[int, int]:
-    """Delete batches started before ``before`` (of ``job`` alone, when given) and their
-    requests; returns both counts."""
+def _old_batches(before: datetime, job: str | None) -> Any:
     which = batches.c.started_at < before
     if job is not None:
         which &= batches.c.job_name == job
-    old = select(batches.c.id).where(which)
-    counts = (
+    return which
+
+
+def count_old(conn: Connection, before: datetime, job: str | None = None) -> tuple[int, int]:
+    """How many batches (of ``job`` alone, when given) started before ``before``, and their
+    requests."""
+    old = select(batches.c.id).where(_old_batches(before, job))
+    return (
         conn.execute(select(func.count()).select_from(old.subquery())).scalar_one(),
         conn.execute(select(func.count()).select_from(requests)
                      .where(requests.c.batch_id.in_(old))).scalar_one(),
     )
-    if not dry_run:
-        conn.execute(delete(checks).where(checks.c.batch_id.in_(old)))
-        conn.execute(delete(captures).where(captures.c.batch_id.in_(old)))
-        conn.execute(delete(requests).where(requests.c.batch_id.in_(old)))
-        conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
-        conn.execute(delete(batches).where(which))
-        if job is None:
-            # Every remaining request started at or after ``before``: a body last used
-            # before it is one no remaining request of a job keeping bodies refers to.
-            conn.execute(delete(bodies).where(bodies.c.last_used_at < before))
-    return counts
+
+
+def prune(conn: Connection, before: datetime, *, job: str | None = None,
+          rows: int | None = None) -> tuple[int, int]:
+    """Delete batches started before ``before`` (of ``job`` alone, when given) with their
+    rows in the other tables; with ``rows``, only the oldest batches holding about that
+    many requests (one batch at least), so that a transaction stays short. Returns how
+    many batches and requests went. Bodies are :func:`prune_bodies`'."""
+    which = _old_batches(before, job)
+    if rows is not None:
+        found = conn.execute(
+            select(batches.c.id, func.coalesce(batches.c.requests_succeeded, 0)
+                   + func.coalesce(batches.c.requests_failed, 0))
+            .where(which).order_by(batches.c.id).limit(max(1, rows))).all()
+        chosen: list[int] = []
+        held = 0
+        for batch_id, count in found:
+            if chosen and held + count > rows:
+                break
+            chosen.append(batch_id)
+            held += count
+        if not chosen:
+            return 0, 0
+        which = batches.c.id.in_(chosen)
+    old = select(batches.c.id).where(which)
+    gone = conn.execute(delete(requests).where(requests.c.batch_id.in_(old))).rowcount
+    conn.execute(delete(checks).where(checks.c.batch_id.in_(old)))
+    conn.execute(delete(captures).where(captures.c.batch_id.in_(old)))
+    conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
+    return conn.execute(delete(batches).where(which)).rowcount, gone
+
+
+def prune_bodies(conn: Connection, before: datetime) -> int:
+    """Delete the bodies last used before ``before``: once every batch started before it
+    is gone, no remaining request of a job that keeps bodies refers to them."""
+    return conn.execute(delete(bodies).where(bodies.c.last_used_at < before)).rowcount
 
 
 def known(conn: Connection, job_name: str, url: str, *, recent: int = 10

@@ -13,6 +13,7 @@ translated.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -47,6 +48,8 @@ SQLITE_BUSY_TIMEOUT = 30.0
 _SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR",
                        "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PROTOCOL", "SQLITE_PERM",
                        "SQLITE_AUTH")
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT,
@@ -195,6 +198,59 @@ def sqlite_wal(conn: Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def sqlite_incremental(conn: Connection, *, convert: bool) -> None:
+    """Turn on SQLite's incremental auto-vacuum, outside any transaction, so the pages
+    a prune frees can be given back (:func:`sqlite_give_back`).
+
+    Before the file's first table the pragma alone does it; ``convert`` rewrites a file
+    that has tables (VACUUM: as long as copying the file, and as much free disk), once.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if raw.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+        return
+    raw.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    if convert:
+        log.info("rewriting %s once, so that prune gives space back (VACUUM)",
+                 conn.engine.url.database)
+        raw.execute("VACUUM")
+
+
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+GIVE_BACK_PAGES = 2000  # pages (of 4 KiB) given back a step: about 0.03 s of write lock
+
+
+def sqlite_give_back(conn: Connection) -> None:
+    """Give a SQLite file's free pages back to the file system, outside any transaction:
+    the file shrinks by what a prune deleted (a file without incremental auto-vacuum,
+    not upgraded to 0014 yet, is left as it is)."""
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    # A few thousand pages at a time, each its own short write (a daemon's writes wait
+    # for one step at most); executescript steps the pragma to its end, where one
+    # execute() frees a single page.
+    if raw.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+        return  # a file from before 0014 that `db upgrade` has not rewritten yet
+    try:
+        left = raw.execute("PRAGMA freelist_count").fetchone()[0]
+        while left:
+            raw.executescript(f"PRAGMA incremental_vacuum({GIVE_BACK_PAGES});")
+            now = raw.execute("PRAGMA freelist_count").fetchone()[0]
+            if now >= left:
+                break
+            left = now
+        # The WAL holds the moved pages until a checkpoint writes them back; busy readers
+        # only delay it (SQLite checkpoints by itself later).
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.OperationalError as exc:  # locked past the busy timeout: what was deleted
+        # is gone either way, and the next prune gives back what this one could not
+        log.warning("the space prune freed is not all given back yet: %s", exc)
 
 
 def _sqlite_begin(connection: Connection) -> None:
