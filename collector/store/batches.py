@@ -493,12 +493,13 @@ def _old_batches(before: datetime, job: str | None) -> Any:
 def count_old(conn: Connection, before: datetime, job: str | None = None) -> tuple[int, int]:
     """How many batches (of ``job`` alone, when given) started before ``before``, and their
     requests."""
-    old = select(batches.c.id).where(_old_batches(before, job))
-    return (
-        conn.execute(select(func.count()).select_from(old.subquery())).scalar_one(),
-        conn.execute(select(func.count()).select_from(requests)
-                     .where(requests.c.batch_id.in_(old))).scalar_one(),
-    )
+    # From the batches' own counters (a batch's requests are its succeeded and failed
+    # ones; a running or abandoned one has none stored): no request row is read.
+    found = conn.execute(select(
+        func.count(), func.coalesce(func.sum(func.coalesce(batches.c.requests_succeeded, 0)
+                                             + func.coalesce(batches.c.requests_failed, 0)),
+                                    0)).where(_old_batches(before, job))).one()
+    return int(found[0]), int(found[1])
 
 
 def prune(conn: Connection, before: datetime, *, job: str | None = None,
