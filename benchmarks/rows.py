@@ -46,6 +46,7 @@ class _Rows:
 
     requests: tuple[RequestResult, ...]
     connections: tuple[()] = ()  # known when the batch is over: written after it
+    keeps_bodies: bool = False  # the benchmark's job keeps no bodies
 
 
 def streamed(store: Store, spec: BatchSpec) -> None:

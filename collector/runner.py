@@ -396,7 +396,7 @@ def _send(pool: HTTPConnectionPool, meter: Meter, retry: AttemptRetry, spec: Bat
     else:
         path = with_query(path, query)
 
-    known = target.known[position] if target.known else None
+    known = target.known[position] if position < len(target.known) else None
     asked = None  # the validators sent, when the request is conditional
     if spec.conditional and known is not None and (known.etag or known.last_modified):
         asked = known
