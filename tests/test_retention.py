@@ -108,3 +108,30 @@ def test_prune_of_one_job_leaves_the_others(tmp_path: Path) -> None:
                          job_name="other")
         assert store.prune(NOW - timedelta(days=30), job="history") == (4, 20)
         assert store.info().row_counts["batches"] == 1
+
+
+def test_a_daemon_with_a_retention_prunes_at_start(db_url: str) -> None:
+    from tests.daemons import DaemonProcess
+
+    _fill(db_url, 5, 4, old=3)  # three batches 90 days old, two of now
+    daemon = DaemonProcess(db_url, "--retention", "30d")
+    try:
+        line = daemon.wait_for(lambda line: line["message"].startswith("retention: "))
+    finally:
+        assert daemon.stop() == 0
+    assert line["retention"]["batches"] == 3 and line["retention"]["requests"] == 12
+    with open_store(db_url) as store:
+        assert store.info().row_counts["batches"] == 2
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("10m", "--retention: '10m' keeps less than an hour of history"),
+    ("soon", '--retention: "soon" is not a duration'),
+])
+def test_a_retention_too_short_or_unreadable_is_refused(sqlite_url: str, value: str,
+                                                        message: str) -> None:
+    from tests.cli import assert_one_line_error, invoke
+
+    code, _, err = invoke("run", "--retention", value, "--db", sqlite_url)
+    assert code == 2
+    assert_one_line_error(err, message)

@@ -32,6 +32,17 @@ def _seconds(option: str, text: str) -> float:
         raise ConfigError(f"{option}: {exc}") from None
 
 
+def _age(option: str, text: str) -> float:
+    try:
+        age = parse_duration(text, maximum=100 * 366 * DAY)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    if age < 3600:
+        raise ConfigError(f"{option}: {text!r} keeps less than an hour of history (at least "
+                          "1h: a retention prunes what the daemon just stored otherwise)")
+    return age
+
+
 def run(
     jobs: Annotated[list[Path] | None, typer.Option(
         "--jobs", metavar="PATH",
@@ -50,6 +61,10 @@ def run(
     db_timeout: Annotated[str, typer.Option(
         metavar="DURATION", help="How long a database call may take before the database is "
                                  "taken for away: batches are then spooled.")] = "5s",
+    retention: Annotated[str | None, typer.Option(
+        metavar="AGE", envvar="COLLECTOR_RETENTION",
+        help="Keep this much history (90d ...): older batches are pruned at start and "
+             "then daily. Without it, history is kept until collector prune.")] = None,
     metrics_port: Annotated[int | None, typer.Option(
         parser=whole("--metrics-port", 0, 65535), metavar="PORT",
         help="Serve Prometheus metrics on this port (0: any free port).")] = None,
@@ -79,6 +94,7 @@ def run(
         heartbeat_timeout=_seconds("--heartbeat-timeout", heartbeat_timeout),
         heartbeat_interval=min(5.0, _seconds("--heartbeat-timeout", heartbeat_timeout) / 3),
         metrics_port=metrics_port, metrics_address=metrics_address,
+        retention=None if retention is None else _age("--retention", retention),
     )
     operation_timeout = _seconds("--db-timeout", db_timeout)
     from collector.cli.options import database_url

@@ -58,6 +58,8 @@ CLAIM_LINGER = 0.05
 # made before it and many fires share it.
 CLAIM_LEAD = timedelta(seconds=0.25)
 WRITE_LINGER = 0.05
+# How often a daemon with a retention prunes (and once at its start).
+RETENTION_EVERY = 24 * 3600.0
 # How long the claims thread waits to learn what a conditional job last got (once per
 # job) before its fire asks unconditionally (the database is slow, or away unnoticed).
 KNOWN_TIMEOUT = 2.0
@@ -81,6 +83,7 @@ class DaemonConfig:
     metrics_address: str = "127.0.0.1"
     worker: str = field(default_factory=worker_id)
     spool_folder: Path = field(default_factory=spool_folder)
+    retention: float | None = None  # seconds of history kept: pruned at start, then daily
 
 
 class Daemon:
@@ -158,8 +161,11 @@ class Daemon:
             log.warning("marked %d batches of an earlier %s abandoned", abandoned,
                         self.config.worker)
         self.apply_job_files()
-        for name, target in (("claims", self._claim_loop), ("starter", self._start_loop),
-                             ("writer", self._write_loop), ("replay", self._replay_loop)):
+        loops = [("claims", self._claim_loop), ("starter", self._start_loop),
+                 ("writer", self._write_loop), ("replay", self._replay_loop)]
+        if self.config.retention is not None:
+            loops.append(("retention", self._retention_loop))
+        for name, target in loops:
             thread = threading.Thread(target=target, name=f"collector-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -522,6 +528,30 @@ class Daemon:
                 self._away(f"replaying the spool: {exc}")
             except StoreError as exc:
                 log.warning("replaying the spool: %s", exc)
+
+    def _retention_loop(self) -> None:
+        """The retention thread: history older than the retention pruned at start and then
+        every RETENTION_EVERY (each daemon of a cluster does it; a prune that finds nothing
+        costs one indexed read, and two at once take turns)."""
+        while not self.stopping.is_set():
+            if not self.database_away.is_set():
+                try:
+                    self._apply_retention()
+                except StoreError as exc:
+                    log.warning("applying the retention: %s", exc)
+                except Exception:  # a bug here must not stop the daemon
+                    log.exception("applying the retention failed")
+            self.stopping.wait(RETENTION_EVERY)
+
+    def _apply_retention(self) -> None:
+        assert self.config.retention is not None
+        before = self.clock.now() - timedelta(seconds=self.config.retention)
+        n_batches, n_requests = self.store.prune(before, stop=self.stopping)
+        log.log(logging.INFO if n_batches else logging.DEBUG,
+                "retention: deleted %d batches and %d requests started before %s",
+                n_batches, n_requests, before.isoformat(timespec="seconds"),
+                extra={"retention": {"batches": n_batches, "requests": n_requests,
+                                     "before": before.isoformat()}})
 
     def _replay(self) -> None:
         """Store what the spool holds, oldest first, until it is empty or the database

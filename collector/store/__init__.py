@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from collector import models
 from collector.errors import (
@@ -355,15 +355,18 @@ class Store:
             raise UnknownBatch(batch_id)
         return found
 
-    def prune(self, before: datetime, *, dry_run: bool = False,
-              job: str | None = None) -> tuple[int, int]:
+    def prune(self, before: datetime, *, dry_run: bool = False, job: str | None = None,
+              stop: threading.Event | None = None) -> tuple[int, int]:
         """Delete batches started before ``before`` (only ``job``'s, when given) and their
         requests; returns both counts. Without ``job``, the bodies no remaining request
         refers to go too.
 
         On SQLite the batches go oldest first, about PRUNE_ROWS requests a transaction (a
         daemon's writes wait for one of them at most, never for the whole prune), and
-        the pages freed are then given back to the file system (incremental vacuum).
+        the pages freed are then given back to the file system (incremental vacuum);
+        ``stop`` set ends it between two transactions. On PostgreSQL two prunes take
+        turns (an advisory lock), so daemons applying their retention at once do not
+        contend for the same rows.
         """
         if dry_run:
             with self.connect() as conn:
@@ -372,13 +375,15 @@ class Store:
         total = [0, 0]
         while True:
             with self.connect(write=True) as conn:
+                if not sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('collector-prune'))"))
                 n_batches, n_requests = _batches.prune(
                     conn, before, job=job, rows=PRUNE_ROWS if sqlite else None)
                 if job is None and (not n_batches or not sqlite):
                     _batches.prune_bodies(conn, before)
             total[0] += n_batches
             total[1] += n_requests
-            if not n_batches or not sqlite:
+            if not n_batches or not sqlite or (stop is not None and stop.is_set()):
                 break
         if sqlite and total[0]:
             with translated(self.url), self.engine.connect() as conn:
