@@ -25,11 +25,10 @@ from typing import Any
 from collector.checks import NAME, NOT_JSON, Body, jmespath_expression, regex
 from collector.errors import KeyProblem
 from collector.quantities import show
-from collector.results import CaptureResult
+from collector.results import CaptureResult, shortened
 
 KINDS = ("json", "regex", "header")
 VALUE_MAX = 1000  # characters of a captured value that are kept
-CUT = "…[cut]"
 _DECIMAL = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\Z")
 
 
@@ -133,6 +132,4 @@ def _result(name: str, found: Any) -> CaptureResult:
         text = json.dumps(found, ensure_ascii=False)
     if number is not None and not math.isfinite(number):
         number = None  # 1e999: not a number any database holds
-    if len(text) > VALUE_MAX:
-        text = text[:VALUE_MAX - len(CUT)] + CUT
-    return CaptureResult(name=name, value=text, number=number)
+    return CaptureResult(name=name, value=shortened(text, VALUE_MAX), number=number)

@@ -29,13 +29,12 @@ from typing import Any
 
 from collector.errors import KeyProblem
 from collector.quantities import DAY, parse_duration, show
-from collector.results import CheckResult
+from collector.results import CheckResult, shortened
 
 TESTS = ("status", "header", "body_matches", "json", "elapsed_below", "cert_expires_after")
 COMPARISONS = ("equals", "below", "above", "matches", "exists")
 BODY_TESTS = frozenset({"body_matches", "json"})
 OBSERVED_MAX = 200  # characters of what a check looked at that are kept
-CUT = "…[cut]"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 
 
@@ -322,8 +321,8 @@ class Checks:
         results = []
         for name, test in self._body_free if without_body else self._tests:
             passed, observed = test(status, headers, body, elapsed_ms, cert_expiry)
-            if observed is not None and len(observed) > OBSERVED_MAX:
-                observed = observed[:OBSERVED_MAX - len(CUT)] + CUT
+            if observed is not None:
+                observed = shortened(observed, OBSERVED_MAX)
             results.append(CheckResult(name=name, passed=passed, observed=observed))
         return tuple(results)
 

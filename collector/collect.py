@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     """What became of one batch that ran.
@@ -110,13 +111,21 @@ def known(store: Store | None, job_name: str, prepared: Prepared, *,
     spec = prepared.shown
     if store is None or not wants_known(spec):
         return ()
+    found = last_got(store, job_name, spec.url, timeout=timeout)
+    return () if found is None else by_position(found, prepared)
+
+
+def last_got(store: Store, job_name: str, url: str, *,
+             timeout: float | None = None) -> dict[str, Known] | None:
+    """What the job last got for each query (by the query as stored), or None, said in
+    the log, when the database does not answer: its batch then asks for every query in
+    full and keeps every body."""
     try:
-        found = store.known(job_name, spec.url, timeout=timeout)
+        return store.known(job_name, url, timeout=timeout)
     except StoreError as exc:
-        log.warning("job %s: what it last got is unknown, so this batch asks for every "
+        log.warning("job %s: what it last got is unknown, so its batch asks for every "
                     "query in full: %s", job_name, exc)
-        return ()
-    return by_position(found, prepared)
+        return None
 
 
 def by_position(found: Mapping[str, Known], prepared: Prepared) -> tuple[Known | None, ...]:

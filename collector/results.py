@@ -27,6 +27,14 @@ Trigger = Literal["schedule", "manual"]
 TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 
 
+CUT = "…[cut]"  # what ends a text shortened to its bound
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, the cut marked when there was one."""
+    return text if len(text) <= limit else text[:limit - len(CUT)] + CUT
+
+
 @dataclass(frozen=True, kw_only=True)
 class FailedAttempt:
     """One attempt of a request that was tried again, or failed: why, and when it ended.

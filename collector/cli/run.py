@@ -25,18 +25,15 @@ class LogLevel(StrEnum):
     error = "error"
 
 
-def _seconds(option: str, text: str) -> float:
+def _seconds(option: str, text: str, maximum: float = DAY) -> float:
     try:
-        return parse_duration(text, maximum=DAY)
+        return parse_duration(text, maximum=maximum)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
 
 
 def _age(option: str, text: str) -> float:
-    try:
-        age = parse_duration(text, maximum=100 * 366 * DAY)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
+    age = _seconds(option, text, maximum=100 * 366 * DAY)
     if age < 3600:
         raise ConfigError(f"{option}: {text!r} keeps less than an hour of history (at least "
                           "1h: a retention prunes what the daemon just stored otherwise)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.collect import Outcome, by_position, record, remember, wants_known
+from collector.collect import Outcome, by_position, last_got, record, remember, wants_known
 from collector.daemon.firing import Clock, Fire, FireExecutor, Skips
 from collector.daemon.notify import Notifier
 from collector.daemon.trigger import FireTrigger
@@ -345,11 +345,8 @@ class Daemon:
         name, url = fire.job.name, fire.job.batch.url
         if self._known.get(name, ("", None))[0] == url or self.database_away.is_set():
             return
-        try:
-            found = self.store.known(name, url, timeout=KNOWN_TIMEOUT)
-        except StoreError as exc:
-            log.warning("job %s: what it last got is unknown, so this fire asks for every "
-                        "query in full: %s", name, exc)
+        found = last_got(self.store, name, url, timeout=KNOWN_TIMEOUT)
+        if found is None:
             return
         with self._known_lock:
             self._known[name] = (url, found)

@@ -31,6 +31,7 @@ from collector.results import (
     PendingBatch,
     RequestResult,
     Trigger,
+    shortened,
 )
 from collector.spec import BatchSpec
 from collector.store.engine import conflict_insert
@@ -239,7 +240,6 @@ def _own_claims(conn: Connection, fires: Sequence[PendingBatch]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CONTENT_TYPE_MAX = 255
 ERROR_MAX = 1000
-CUT = "…[cut]"
 
 
 def storable(text: str | None, limit: int | None = None) -> str | None:
@@ -249,9 +249,7 @@ def storable(text: str | None, limit: int | None = None) -> str | None:
         return None
     if not text.isprintable():  # printable text has no control characters: most text
         text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    if limit is not None and len(text) > limit:
-        text = text[:limit - len(CUT)] + CUT
-    return text
+    return text if limit is None else shortened(text, limit)
 
 
 # The request rows go to the driver directly, the way it takes many rows fastest: one
@@ -483,6 +481,12 @@ def _request(row: dict[str, Any], numbers: dict[int, int],
                       at=datetime.fromisoformat(a["at"])) for a in attempts))
 
 
+# A batch's stored requests, from its own counters (its succeeded and failed ones; a
+# running or abandoned batch has none stored): counted without reading a request row.
+_REQUESTS_HELD = (func.coalesce(batches.c.requests_succeeded, 0)
+                  + func.coalesce(batches.c.requests_failed, 0))
+
+
 def _old_batches(before: datetime, job: str | None) -> Any:
     which = batches.c.started_at < before
     if job is not None:
@@ -493,12 +497,8 @@ def _old_batches(before: datetime, job: str | None) -> Any:
 def count_old(conn: Connection, before: datetime, job: str | None = None) -> tuple[int, int]:
     """How many batches (of ``job`` alone, when given) started before ``before``, and their
     requests."""
-    # From the batches' own counters (a batch's requests are its succeeded and failed
-    # ones; a running or abandoned one has none stored): no request row is read.
-    found = conn.execute(select(
-        func.count(), func.coalesce(func.sum(func.coalesce(batches.c.requests_succeeded, 0)
-                                             + func.coalesce(batches.c.requests_failed, 0)),
-                                    0)).where(_old_batches(before, job))).one()
+    found = conn.execute(select(func.count(), func.coalesce(func.sum(_REQUESTS_HELD), 0))
+                         .where(_old_batches(before, job))).one()
     return int(found[0]), int(found[1])
 
 
@@ -510,10 +510,8 @@ def prune(conn: Connection, before: datetime, *, job: str | None = None,
     many batches and requests went. Bodies are :func:`prune_bodies`'."""
     which = _old_batches(before, job)
     if rows is not None:
-        found = conn.execute(
-            select(batches.c.id, func.coalesce(batches.c.requests_succeeded, 0)
-                   + func.coalesce(batches.c.requests_failed, 0))
-            .where(which).order_by(batches.c.id).limit(max(1, rows))).all()
+        found = conn.execute(select(batches.c.id, _REQUESTS_HELD).where(which)
+                             .order_by(batches.c.id).limit(max(1, rows))).all()
         chosen: list[int] = []
         held = 0
         for batch_id, count in found:
