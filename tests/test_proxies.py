@@ -21,6 +21,12 @@ from tests.proxy import Proxy
 from tests.server import LocalServer
 
 QUERIES = tuple({"q": f"q{i}"} for i in range(4))
+# tinyproxy forwarding http:// now and then closes a kept-alive client connection without
+# a Connection: close, and a request sent on it just then gets no answer ("Remote end
+# closed connection without response": 2 batches in 40 under two CPU hogs). The jobs
+# that forward through it retry once, as a job through such a proxy would; the retry's
+# new connection is one the proxy logs like any other, so the counts stay exact.
+FORWARDED_RETRIES = 1
 
 
 @pytest.fixture
@@ -50,7 +56,8 @@ def _through(proxy: Tinyproxy | Microsocks, spec: BatchSpec, expected_connection
 
 
 def test_http_through_a_forwarding_proxy(tinyproxy: Tinyproxy, server: LocalServer) -> None:
-    spec = BatchSpec(url=server.url("/search"), queries=QUERIES, proxy=tinyproxy.url())
+    spec = BatchSpec(url=server.url("/search"), queries=QUERIES, proxy=tinyproxy.url(),
+                     retries=FORWARDED_RETRIES)
     _through(tinyproxy, spec)
     # The server got the requests from the proxy, for its own host
     hosts = {headers.get("Host") for _, _, _, headers in server.seen}
@@ -79,7 +86,8 @@ def test_https_through_a_connect_tunnel(tinyproxy: Tinyproxy, https_server: Loca
 def test_a_proxy_password_by_reference(tmp_path: Path, server: LocalServer) -> None:
     with Tinyproxy(tmp_path, basic_auth=("collector", "s3cret")) as proxy:
         spec = BatchSpec(url=server.url("/search"), queries=QUERIES,
-                         proxy=proxy.url("collector:${PROXY_PASSWORD}"))
+                         proxy=proxy.url("collector:${PROXY_PASSWORD}"),
+                         retries=FORWARDED_RETRIES)
         ready = prepare(spec, {"PROXY_PASSWORD": "s3cret"}, where="job").ready
         assert [r.status for r in run_batch(ready).requests] == [200] * 4
         wrong = prepare(spec, {"PROXY_PASSWORD": "nope"}, where="job").ready
@@ -209,7 +217,7 @@ def test_through_an_https_proxy(tinyproxy: Tinyproxy, server: LocalServer,
     try:
         proxy = f"https://127.0.0.1:{front.port}"
         plain = run_batch(BatchSpec(url=server.url("/search"), queries=QUERIES,
-                                    ca_file=ca_file, proxy=proxy))
+                                    ca_file=ca_file, proxy=proxy, retries=FORWARDED_RETRIES))
         secure = run_batch(BatchSpec(url=https_server.url("/search"), queries=QUERIES,
                                      ca_file=ca_file, proxy=proxy))
     finally:
