@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.harness import Figure, Scale
 
 SUITES = ("batch", "instructions", "peers", "phases", "store", "rows", "run-once", "start-up",
-          "concurrency", "reports", "retention", "daemon")
+          "concurrency", "reports", "history", "retention", "daemon")
 
 
 def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[Figure]]:
@@ -58,6 +58,9 @@ def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[F
     if name == "reports":
         from benchmarks import reports
         return lambda: reports.run(scale, postgres)
+    if name == "history":
+        from benchmarks import history
+        return lambda: history.run(scale, postgres)
     if name == "retention":
         from benchmarks import retention
         return lambda: retention.run(scale)

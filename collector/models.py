@@ -252,6 +252,27 @@ bodies = Table(
     Index(None, "last_used_at"),
 )
 
+rollups = Table(
+    "rollups", metadata,
+    Column("period", String(4), primary_key=True, comment="hour or day (UTC)"),
+    Column("job_name", String(200), primary_key=True),
+    Column("starts_at", UTCDateTime(), primary_key=True, comment="the hour's or day's start"),
+    Column("batches", Integer, nullable=False,
+           comment="batches started in it that finished or were abandoned"),
+    Column("requests", Integer, nullable=False),
+    *(Column(f"status_{n}xx", Integer, nullable=False) for n in range(2, 6)),
+    Column("no_response", Integer, nullable=False),
+    Column("body_bytes", BigInteger, nullable=False),
+    Column("bodies", Integer, nullable=False, comment="requests with a body_length"),
+    Column("tcp_connections", Integer, nullable=False),
+    Column("reused_requests", Integer, nullable=False),
+    Column("checks_passed", Integer, nullable=False),
+    Column("checks_failed", Integer, nullable=False),
+    Column("elapsed_max_ms", Float),
+    Column("elapsed_histogram", JSON(none_as_null=True), comment=HISTOGRAM),
+    Index(None, "period", "starts_at"),
+)
+
 jobs = Table(
     "jobs", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),

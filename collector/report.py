@@ -1,27 +1,28 @@
-"""Aggregates over stored results: sums in SQL, percentiles from merged histograms.
+"""Aggregates over stored results: sums and merged histograms from the rollups.
 
-Everything is read from the summary columns each batch is stored with
-(:mod:`collector.histogram`), so a report costs the same whatever the number
-of request rows. Times are of the requests that got a response: a timeout's
-elapsed time says how long collector waited, not how fast the server was.
-Percentiles are nearest-rank (the smallest value with at least p% of the
-values at or below it), read from the batches' merged histograms: within
-4.4% of the exact value. A batch's median in a trend and every maximum are
-exact.
+Everything is read from the rollups written with each batch (a row per job and
+UTC day, and per hour: :mod:`collector.store.rollups`), so a report costs the
+same whatever the number of batches and request rows. Times are of the requests
+that got a response: a timeout's elapsed time says how long collector waited,
+not how fast the server was. Percentiles are nearest-rank (the smallest value
+with at least p% of the values at or below it), read from the merged
+histograms: within 4.4% of the exact value. A batch's median in a trend and
+every maximum are exact.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, cast, desc, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, desc, select
 
-from collector.histogram import merge_stored, percentiles
+from collector.histogram import percentiles
 from collector.models import batches
-from collector.store import Store
+from collector.store import Store, rollups
 
 TREND_BATCHES = 30
 
@@ -84,89 +85,56 @@ def job_summaries(store: Store, filters: Filters, *,
                   trend_batches: int = TREND_BATCHES) -> list[JobSummary]:
     """Per job: batches, requests by status class, times, body size, re-use, last batch.
 
-    Read from the batches' summary columns, never from every request row.
+    Read from the rollups (a row per job and day, and per hour up to the first day
+    after ``since``), and the batches of the hour ``since`` falls inside: what it
+    costs does not grow with the number of batches. Batches still running are not
+    counted yet; abandoned ones are (with no requests).
     """
-    conditions = filters.batch_conditions()
-    total = func.sum(batches.c.requests_succeeded + batches.c.requests_failed)
-    batch_stats = (
-        select(batches.c.job_name, func.count().label("batches"),
-               func.sum(batches.c.tcp_connections).label("tcp"), total.label("requests"),
-               *(func.sum(batches.c[name]).label(name) for name in _COUNTS),
-               func.sum(batches.c.body_bytes).label("body_bytes"),
-               func.sum(batches.c.checks_passed).label("checks_passed"),
-               func.sum(batches.c.checks_failed).label("checks_failed"),
-               func.sum(batches.c.bodies).label("bodies"),
-               func.max(batches.c.elapsed_max_ms).label("max_ms"))
-        .where(*conditions).group_by(batches.c.job_name)
-    )
-    # As text: parsing them all at once (merge_stored) beats the driver's one by one.
-    histograms = (select(batches.c.job_name, cast(batches.c.elapsed_histogram, Text))
-                  .where(batches.c.elapsed_histogram.is_not(None), *conditions))
-    newest = _numbered_batches(conditions).subquery()
-    last = select(newest.c.job_name, newest.c.started_at, newest.c.status).where(newest.c.k == 1)
-
     with store.connect() as conn:
-        counted = {r.job_name: r for r in conn.execute(batch_stats)}
-        stored: dict[str, list[str]] = {}
-        for name, histogram in conn.execute(histograms):
-            stored.setdefault(name, []).append(histogram)
-        merged = {name: merge_stored(found) for name, found in stored.items()}
-        latest = {r.job_name: r for r in conn.execute(last)}
-    trends = job_trends(store, filters, last=trend_batches) if trend_batches else {}
+        counted = rollups.totals(conn, job=filters.job, since=filters.since)
+        recent = _recent(conn, filters, sorted(counted), max(1, trend_batches))
 
     summaries = []
     for name in sorted(counted):
-        b = counted[name]
-        p50, p95 = percentiles(merged.get(name, {}), (0.5, 0.95), maximum=b.max_ms)
-        requests_total = int(b.requests or 0)
-        passed, failed = int(b.checks_passed or 0), int(b.checks_failed or 0)
+        b = counted[name].counts
+        max_ms = counted[name].elapsed_max_ms
+        histogram = Counter({int(k): v for k, v in counted[name].histogram.items()})
+        p50, p95 = percentiles(histogram, (0.5, 0.95), maximum=max_ms)
+        requests_total, tcp = b["requests"], b["tcp_connections"]
+        passed, failed = b["checks_passed"], b["checks_failed"]
+        newest = recent[name]
         summaries.append(JobSummary(
-            job_name=name, batches=b.batches, requests=requests_total,
-            **{count: int(getattr(b, count) or 0) for count in _COUNTS},
-            p50_ms=_rounded(p50), p95_ms=_rounded(p95), max_ms=b.max_ms,
-            mean_body_length=float(b.body_bytes) / int(b.bodies) if b.bodies else None,
-            tcp_connections=int(b.tcp or 0),
-            requests_per_connection=round(requests_total / b.tcp, 2) if b.tcp else None,
+            job_name=name, batches=b["batches"], requests=requests_total,
+            **{count: b[count] for count in rollups.STATUS_COUNTS},
+            p50_ms=_rounded(p50), p95_ms=_rounded(p95), max_ms=max_ms,
+            mean_body_length=b["body_bytes"] / b["bodies"] if b["bodies"] else None,
+            tcp_connections=tcp,
+            requests_per_connection=round(requests_total / tcp, 2) if tcp else None,
             checks_passed=passed, checks_failed=failed,
             checks_pass_pct=round(100 * passed / (passed + failed), 1)
             if passed + failed else None,
-            last_started_at=latest[name].started_at, last_status=latest[name].status,
-            trend=tuple(trends.get(name, ())),
+            last_started_at=newest[0].started_at, last_status=newest[0].status,
+            trend=tuple(TrendPoint(p50_ms=r.elapsed_p50_ms, status=r.status)
+                        for r in reversed(newest[:trend_batches])),
         ))
     return summaries
-
-
-_COUNTS = ("status_2xx", "status_3xx", "status_4xx", "status_5xx", "no_response")
 
 
 def _rounded(ms: float | None) -> float | None:
     return None if ms is None else round(ms, 3)
 
 
-def job_trends(store: Store, filters: Filters, *,
-               last: int = TREND_BATCHES) -> dict[str, list[TrendPoint]]:
-    """Per job, its ``last`` newest batches, oldest first, each with its median time."""
-    newest = _numbered_batches(filters.batch_conditions()).subquery()
-    recent = (select(newest.c.job_name, newest.c.status, newest.c.elapsed_p50_ms)
-              .where(newest.c.k <= last).order_by(newest.c.job_name, desc(newest.c.k)))
-    with store.connect() as conn:
-        rows = conn.execute(recent).all()
-    trends: dict[str, list[TrendPoint]] = {}
-    for row in rows:
-        trends.setdefault(row.job_name, []).append(TrendPoint(p50_ms=row.elapsed_p50_ms,
-                                                              status=row.status))
-    return trends
-
-
-def _numbered_batches(conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """Batches with ``k``: 1 for each job's newest, counting back."""
-    return select(
-        batches.c.id, batches.c.job_name, batches.c.started_at, batches.c.status,
-        batches.c.elapsed_p50_ms,
-        func.row_number().over(partition_by=batches.c.job_name,
-                               order_by=(desc(batches.c.started_at), desc(batches.c.id)))
-        .label("k"),
-    ).where(*conditions)
+def _recent(conn: Connection, filters: Filters, names: Sequence[str], last: int
+            ) -> dict[str, Sequence[Any]]:
+    """Per job, its ``last`` newest batches (newest first): one look into the
+    (job_name, started_at) index each."""
+    conditions = [batches.c.job_name == bindparam("job")]
+    if filters.since is not None:
+        conditions.append(batches.c.started_at >= filters.since)
+    newest = (select(batches.c.started_at, batches.c.status, batches.c.elapsed_p50_ms)
+              .where(*conditions)
+              .order_by(desc(batches.c.started_at), desc(batches.c.id)).limit(last))
+    return {name: conn.execute(newest, {"job": name}).all() for name in names}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,7 @@ from collector.histogram import (
     percentiles,
     summarize,
 )
-from collector.models import batches
+from collector.models import batches, rollups
 from collector.report import Filters, job_summaries
 from collector.store import open_store
 from tests.dataset import T0, fill
@@ -88,15 +88,24 @@ def test_upgrading_fills_in_the_summaries_of_stored_batches(db_url: str) -> None
         assert stored[0].status_2xx == 2 and stored[0].elapsed_histogram is not None
 
 
-def test_a_report_reads_the_summaries_not_the_requests(db_url: str) -> None:
-    # Proof that the figures come from the batch rows: change one, the report follows.
+def test_a_report_reads_the_rollups_not_the_batches(db_url: str) -> None:
+    # Proof that the figures come from the rollups: change them, the report follows; a
+    # report from inside an hour reads that hour's batches.
     with open_store(db_url) as store:
         fill(store)
         with store.connect(write=True) as conn:
-            conn.execute(update(batches).where(batches.c.job_name == "a")
-                         .values(status_4xx=batches.c.status_4xx + 10))
+            conn.execute(update(rollups).where(rollups.c.job_name == "a")
+                         .values(status_4xx=rollups.c.status_4xx + 10))
         (a,) = job_summaries(store, Filters(job="a", since=None))
-        assert a.status_4xx == 1 + 3 * 10  # one 404, and 10 more in each of 3 batches
+        assert a.status_4xx == 1 + 10  # one 404, and 10 more in the day's row
+        (a,) = job_summaries(store, Filters(job="a", since=T0 + timedelta(hours=1)))
+        assert a.status_4xx == 0 + 2 * 10  # the hours from 10:00 to midnight: two rows
+        (a,) = job_summaries(store, Filters(job="a", since=T0 + timedelta(minutes=59)))
+        assert a.status_4xx == 0 + 2 * 10  # and the batches from 09:59 to 10:00: none
+        (a,) = job_summaries(store, Filters(job="a", since=T0 - timedelta(hours=9)))
+        assert a.status_4xx == 1 + 10  # from midnight: the day's row
+        (a,) = job_summaries(store, Filters(job="a", since=T0 - timedelta(seconds=1)))
+        assert a.status_4xx == 1 + 3 * 10  # 08:59:59: the three hours of the day
         (late,) = job_summaries(store, Filters(job="a", since=T0 + timedelta(hours=2)))
         assert late.batches == 1
 

@@ -42,6 +42,7 @@ from collector.settings import worker_id
 from collector.spec import BatchSpec, JobSpec
 from collector.store import batches as _batches
 from collector.store import jobs as _jobs
+from collector.store import rollups as _rollups
 from collector.store import schema
 from collector.store import workers as _workers
 from collector.store.batches import StoredBatch
@@ -379,11 +380,17 @@ class Store:
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('collector-prune'))"))
                 n_batches, n_requests = _batches.prune(
                     conn, before, job=job, rows=PRUNE_ROWS if sqlite else None)
-                if job is None and (not n_batches or not sqlite):
+                done = not n_batches or not sqlite
+                stopped = not done and stop is not None and stop.is_set()
+                if done or stopped:
+                    # The reports' rollups follow, up to where the batches are gone.
+                    _rollups.after_prune(conn, _batches.pruned_up_to(conn, before, job)
+                                         if stopped else before, job)
+                if job is None and done:
                     _batches.prune_bodies(conn, before)
             total[0] += n_batches
             total[1] += n_requests
-            if not n_batches or not sqlite or (stop is not None and stop.is_set()):
+            if done or stopped:
                 break
         if sqlite and total[0]:
             with translated(self.url), self.engine.connect() as conn:

@@ -34,6 +34,7 @@ from collector.results import (
     shortened,
 )
 from collector.spec import BatchSpec
+from collector.store import rollups as _rollups
 from collector.store.engine import conflict_insert
 
 
@@ -91,8 +92,8 @@ def complete_many(conn: Connection,
     whether each was written. Three statements however many batches: the daemon's
     writer commits what finished since its last commit this way."""
     ids = [batch_id for batch_id, _ in finished]
-    found = select(batches.c.id, batches.c.status, batches.c.finished_at).where(
-        batches.c.id.in_(ids))
+    found = select(batches.c.id, batches.c.job_name, batches.c.status, batches.c.started_at,
+                   batches.c.finished_at).where(batches.c.id.in_(ids))
     if conn.dialect.name == "postgresql":
         found = found.with_for_update()  # no abandon_stale in between
     rows = {row.id: row for row in conn.execute(found)}
@@ -105,10 +106,18 @@ def complete_many(conn: Connection,
         else:  # written already by a try whose commit went through unanswered: the same
             written[batch_id] = row is not None and row.finished_at == result.finished_at
     if todo:
+        counters = [result.counters() for _, result in todo]
         conn.execute(update(batches).where(batches.c.id == bindparam("b_id")),
-                     [{"b_id": batch_id, **result.counters(), "started_at": result.started_at}
-                      for batch_id, result in todo])
+                     [{"b_id": batch_id, **columns, "started_at": result.started_at}
+                      for (batch_id, result), columns in zip(todo, counters, strict=True)])
         _insert_requests(conn, todo)
+        parts: list[_rollups.Part] = []
+        for (batch_id, result), columns in zip(todo, counters, strict=True):
+            row = rows[batch_id]
+            if row.status == "abandoned":  # counted when it was abandoned: counted again here
+                parts.append((row.job_name, row.started_at, None, -1))
+            parts.append((row.job_name, result.started_at, columns, 1))
+        _rollups.add(conn, parts)
     return written
 
 
@@ -203,8 +212,12 @@ def store_many(conn: Connection, pending: Sequence[PendingBatch]) -> list[int | 
         first = {p.batch_key: i for i, p in reversed(new.items())}
         written.update({i: inserted[p.batch_key] if p.batch_key in inserted
                         and first[p.batch_key] == i else None for i, p in new.items()})
-        _insert_requests(conn, [(batch_id, new[i].result)
-                                for i, batch_id in written.items() if batch_id is not None])
+        stored = [i for i, batch_id in written.items() if batch_id is not None]
+        _insert_requests(conn, [(batch_id, new[i].result) for i in stored
+                                if (batch_id := written[i]) is not None])
+        by_position = dict(zip(new, rows, strict=True))
+        _rollups.add(conn, [(new[i].job_name, new[i].result.started_at, by_position[i], 1)
+                            for i in stored])
         late = {i: p for i, p in new.items()
                 if p.batch_key not in inserted and p.scheduled_for is not None}
         if late:
@@ -510,8 +523,11 @@ def prune(conn: Connection, before: datetime, *, job: str | None = None,
     many batches and requests went. Bodies are :func:`prune_bodies`'."""
     which = _old_batches(before, job)
     if rows is not None:
+        # Oldest first, so that a prune stopped part way leaves a time before which
+        # every batch is gone (the rollups follow up to it).
         found = conn.execute(select(batches.c.id, _REQUESTS_HELD).where(which)
-                             .order_by(batches.c.id).limit(max(1, rows))).all()
+                             .order_by(batches.c.started_at, batches.c.id)
+                             .limit(max(1, rows))).all()
         chosen: list[int] = []
         held = 0
         for batch_id, count in found:
@@ -528,6 +544,14 @@ def prune(conn: Connection, before: datetime, *, job: str | None = None,
     conn.execute(delete(captures).where(captures.c.batch_id.in_(old)))
     conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
     return conn.execute(delete(batches).where(which)).rowcount, gone
+
+
+def pruned_up_to(conn: Connection, before: datetime, job: str | None = None) -> datetime:
+    """``before``, or the start of the oldest batch before it still there (a prune that
+    stopped part way)."""
+    oldest: datetime | None = conn.execute(
+        select(func.min(batches.c.started_at)).where(_old_batches(before, job))).scalar()
+    return before if oldest is None else min(before, oldest)
 
 
 def prune_bodies(conn: Connection, before: datetime) -> int:

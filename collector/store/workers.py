@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, func, select, up
 
 from collector import __version__
 from collector.models import batches, workers
+from collector.store import rollups
 
 
 def register(conn: Connection, worker: str, now: datetime) -> int:
@@ -76,5 +77,7 @@ def clock_offset(conn: Connection) -> timedelta | None:
 def _abandon(conn: Connection, condition: ColumnElement[bool], now: datetime) -> int:
     done = conn.execute(update(batches)
                         .where(batches.c.status == "running", condition)
-                        .values(status="abandoned", finished_at=now))
-    return done.rowcount
+                        .values(status="abandoned", finished_at=now)
+                        .returning(batches.c.job_name, batches.c.started_at)).all()
+    rollups.add(conn, [(job_name, started_at, None, 1) for job_name, started_at in done])
+    return len(done)

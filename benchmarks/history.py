@@ -1,0 +1,57 @@
+"""Reports as history grows: 20,000, 100,000 and 200,000 stored batches (1M, 5M and 10M
+requests of the `reports` suite's generated history: 50 jobs over 90 days), SQLite and
+PostgreSQL, whole process; each size against the 20,000-batch one in the same run
+(flat: 1.00). At 100,000 batches, with statistics present (``ANALYZE``), every SQL
+example of the README through the bare driver. Usage: ``python -m benchmarks --only
+history`` (the databases are generated once and kept, as the `reports` suite's are).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from benchmarks.harness import COLLECTOR, Figure, Scale, interleaved, median, process
+from benchmarks.reports import readme_sql, stored_history
+
+COMMANDS = {
+    "collector report": ("report",),
+    "collector report --since 30d": ("report", "--since", "30d"),
+    "collector report --job job07 --since 7d": ("report", "--job", "job07", "--since", "7d"),
+}
+
+
+def _analyze(url: str, dialect: str) -> None:
+    if dialect == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute("ANALYZE")
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("ANALYZE")
+
+
+def run(scale: Scale, postgres: str | None) -> list[Figure]:
+    sizes = scale.pick((20_000, 100_000, 200_000), (100, 200))
+    per_batch = scale.pick(50, 20)
+    stored = {size: stored_history(scale, postgres, batches=size) for size in sizes}
+    figures: list[Figure] = []
+    for at, (label, dialect, _) in enumerate(stored[sizes[0]]):
+        runs = {(name, size): process(COLLECTOR, *args, "--db", stored[size][at][2])
+                for size in sizes for name, args in COMMANDS.items()}
+        times = interleaved(scale.rounds, {f"{name} @ {size}": run
+                                           for (name, size), run in runs.items()})
+        for name in COMMANDS:
+            first = median(times[f"{name} @ {sizes[0]}"])
+            for size in sizes:
+                figures.append(Figure(
+                    suite="history", name=f"{name}, {size:,} batches, {label}",
+                    value=median(times[f"{name} @ {size}"]), unit="s", kind="times",
+                    baseline=f"the same at {sizes[0]:,} batches", baseline_value=first,
+                    goal="<= 1.25"))
+        middle = sizes[len(sizes) // 2]
+        url = stored[middle][at][2]
+        _analyze(url, dialect)
+        figures.extend(readme_sql(url, dialect, f"{label}, with statistics",
+                                  middle * per_batch, scale, goal="< 0.5"))
+    return figures

@@ -1,0 +1,278 @@
+"""Per job and UTC hour, and per job and UTC day: the batches' figures added up.
+
+A batch's figures are added to its hour's and its day's row in the transaction
+that writes its counters (an abandoned batch adds one batch and nothing else),
+so ``collector report`` reads a row per job and day, not a row per batch:
+what it costs does not grow with the number of batches. A report from a time
+that is not a day's start reads the hours up to the next day, and the batches
+up to the next hour, so its figures are those of exactly the batches it
+covers. Prune deletes the rows of the periods wholly before its bound and works
+out again the rows of the hour and the day the bound falls inside.
+
+The rows are written with ``INSERT ... ON CONFLICT DO UPDATE``, the histogram
+merged in SQL, in a fixed order: two daemons adding to one row at once each add,
+and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, cast, delete, literal_column, or_, select
+from sqlalchemy import Text as TextType
+
+from collector.models import batches, rollups
+from collector.store.engine import conflict_insert
+
+PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+STATUS_COUNTS = ("status_2xx", "status_3xx", "status_4xx", "status_5xx", "no_response")
+# The figures that add up, as rollups names them; the batch's column for each is the
+# same name but for ``requests`` (requests_succeeded + requests_failed) and ``batches``.
+SUMMED = ("batches", "requests", *STATUS_COUNTS, "body_bytes", "bodies", "tcp_connections",
+          "reused_requests", "checks_passed", "checks_failed")
+_FROM_BATCH = tuple(name for name in SUMMED if name not in ("batches", "requests"))
+# What a batch row needs to be added up (status: a running batch adds nothing yet).
+BATCH_COLUMNS = (batches.c.job_name, batches.c.started_at, batches.c.status,
+                 batches.c.requests_succeeded, batches.c.requests_failed,
+                 *(batches.c[name] for name in _FROM_BATCH), batches.c.elapsed_max_ms,
+                 cast(batches.c.elapsed_histogram, TextType).label("elapsed_histogram"))
+
+
+def period_start(at: datetime, period: str) -> datetime:
+    """The start (UTC) of the hour or day that holds ``at``."""
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at if period == "hour" else at.replace(hour=0)
+
+
+def _next_start(at: datetime, period: str) -> datetime:
+    """The first start of a ``period`` at or after ``at``."""
+    start = period_start(at, period)
+    return start if start == at else start + PERIODS[period]
+
+
+@dataclass
+class Sums:
+    """Figures added up: counts, the largest time, the merged histogram (bucket: count)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUMMED, 0))
+    elapsed_max_ms: float | None = None
+    histogram: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counts: Mapping[Any, Any], elapsed_max_ms: float | None,
+            histogram: Mapping[str, int] | str | None) -> None:
+        mine = self.counts
+        for name in SUMMED:
+            mine[name] += counts.get(name) or 0
+        if elapsed_max_ms is not None and (self.elapsed_max_ms is None
+                                           or elapsed_max_ms > self.elapsed_max_ms):
+            self.elapsed_max_ms = elapsed_max_ms
+        if histogram:
+            found = json.loads(histogram) if isinstance(histogram, str) else histogram
+            merged = self.histogram
+            for key, count in found.items():
+                merged[key] = merged.get(key, 0) + count
+
+    def add_batch(self, columns: Mapping[Any, Any] | None, batches_: int = 1) -> None:
+        """A batch's counters (as ``batches`` holds them; None: it has none, abandoned)."""
+        self.counts["batches"] += batches_
+        if columns is None:
+            return
+        self.counts["requests"] += ((columns.get("requests_succeeded") or 0)
+                                    + (columns.get("requests_failed") or 0))
+        self.add({name: columns.get(name) for name in _FROM_BATCH},
+                 columns.get("elapsed_max_ms"), columns.get("elapsed_histogram"))
+
+    def row(self) -> dict[str, Any]:
+        return {**self.counts, "elapsed_max_ms": self.elapsed_max_ms,
+                "elapsed_histogram": dict(sorted(self.histogram.items(), key=_bucket_order))
+                or None}
+
+    def empty(self) -> bool:
+        return not any(self.counts.values())
+
+
+def _bucket_order(item: tuple[str, int]) -> int:
+    return int(item[0])
+
+
+Key = tuple[str, str, datetime]  # period, job, start
+
+
+# A batch's part: its job, its start, its counters (None: abandoned), +1 or -1 batch.
+Part = tuple[str, datetime, Mapping[Any, Any] | None, int]
+
+
+def add(conn: Connection, parts: Iterable[Part]) -> None:
+    """Add batches' figures to their hours' and days' rows (created when missing)."""
+    sums: dict[Key, Sums] = {}
+    for job, started_at, columns, count in parts:
+        for period in PERIODS:
+            key = (period, job, period_start(started_at, period))
+            sums.setdefault(key, Sums()).add_batch(columns, count)
+    if not sums:
+        return
+    keys = sorted(sums)
+    conn.execute(_upsert(conn), [{"period": period, "job_name": job, "starts_at": start,
+                                  **sums[period, job, start].row()}
+                                 for period, job, start in keys])
+    # A batch taken out of a period (abandoned, then completed with its own start) can
+    # leave its row with no batch: no row, as if there never was one.
+    emptied = [{"b_period": period, "b_job": job, "b_start": start}
+               for period, job, start in keys if sums[period, job, start].counts["batches"] < 0]
+    if emptied:
+        conn.execute(delete(rollups).where(
+            rollups.c.period == bindparam("b_period"), rollups.c.job_name == bindparam("b_job"),
+            rollups.c.starts_at == bindparam("b_start"), rollups.c.batches == 0), emptied)
+
+
+def _upsert(conn: Connection) -> Any:
+    insert = conflict_insert(conn, rollups)
+    old, new = "rollups.", "excluded."
+    hist = "elapsed_histogram"
+    if conn.dialect.name == "postgresql":
+        each = "json_each_text({}.elapsed_histogram)"
+        merged = ("(SELECT json_object_agg(k, s) FROM (SELECT k, sum(v::bigint) AS s FROM "
+                  f"(SELECT * FROM {each.format('rollups')} UNION ALL "
+                  f"SELECT * FROM {each.format('excluded')}) AS e(k, v) GROUP BY k) AS t)")
+    else:
+        each = "SELECT key, value FROM json_each({}.elapsed_histogram)"
+        merged = ("(SELECT json_group_object(key, s) FROM (SELECT key, sum(value) AS s FROM "
+                  f"({each.format('rollups')} UNION ALL {each.format('excluded')}) "
+                  "GROUP BY key))")
+    return insert.on_conflict_do_update(
+        index_elements=["period", "job_name", "starts_at"],
+        set_={
+            **{name: literal_column(f"{old}{name} + {new}{name}") for name in SUMMED},
+            "elapsed_max_ms": literal_column(
+                f"CASE WHEN {old}elapsed_max_ms IS NULL OR {new}elapsed_max_ms > "
+                f"{old}elapsed_max_ms THEN {new}elapsed_max_ms ELSE {old}elapsed_max_ms END"),
+            hist: literal_column(
+                f"CASE WHEN {old}{hist} IS NULL THEN {new}{hist} WHEN {new}{hist} IS NULL "
+                f"THEN {old}{hist} ELSE {merged} END"),
+        })
+
+
+def totals(conn: Connection, *, job: str | None = None, since: datetime | None = None
+           ) -> dict[str, Sums]:
+    """Per job, the figures of its finished (and abandoned) batches started at or after
+    ``since``: day rows, then hour rows up to the first day, then the batches up to
+    the first hour."""
+    which = [rollups.c.job_name == job] if job is not None else []
+    period = rollups.c.period
+    if since is None:
+        which.append(period == "day")
+        early: datetime | None = None
+    else:
+        hour, day = _next_start(since, "hour"), _next_start(since, "day")
+        which.append(or_(and_(period == "day", rollups.c.starts_at >= day),
+                         and_(period == "hour", rollups.c.starts_at >= hour,
+                              rollups.c.starts_at < day)))
+        early = hour if hour > since else None
+    found: dict[str, Sums] = {}
+    rows = conn.execute(select(rollups.c.job_name, *(rollups.c[n] for n in SUMMED),
+                               rollups.c.elapsed_max_ms,
+                               cast(rollups.c.elapsed_histogram, TextType)).where(*which))
+    for row in rows:
+        found.setdefault(row[0], Sums()).add(row._mapping, row[-2], row[-1])
+    if since is not None and early is not None:
+        for job_name, sums in _from_batches(conn, since, early, job).items():
+            found.setdefault(job_name, Sums()).add(sums.counts, sums.elapsed_max_ms,
+                                                    sums.histogram)
+    return {name: sums for name, sums in found.items() if sums.counts["batches"]}
+
+
+def _from_batches(conn: Connection, start: datetime, end: datetime, job: str | None
+                  ) -> dict[str, Sums]:
+    """Per job, its batches started in [start, end) that are not running, added up."""
+    which = [batches.c.started_at >= start, batches.c.started_at < end,
+             batches.c.status != "running"]
+    if job is not None:
+        which.append(batches.c.job_name == job)
+    found: dict[str, Sums] = {}
+    for row in conn.execute(select(*BATCH_COLUMNS).where(*which)):
+        columns = row._mapping
+        found.setdefault(row.job_name, Sums()).add_batch(
+            None if row.requests_succeeded is None else columns)
+    return found
+
+
+def after_prune(conn: Connection, before: datetime, job: str | None = None) -> None:
+    """Once the batches started before ``before`` (``job``'s, when given) are gone: delete
+    the rows of the periods wholly before it, and work out again the rows of the hour
+    and the day it falls inside, from that hour's batches and that day's hours."""
+    hour, day = period_start(before, "hour"), period_start(before, "day")
+    for period, start in (("hour", hour), ("day", day)):
+        which = [rollups.c.period == period, rollups.c.starts_at < start]
+        if job is not None:
+            which.append(rollups.c.job_name == job)
+        conn.execute(delete(rollups).where(*which))
+    if before > hour:
+        _replace(conn, "hour", hour, job, lambda: _from_batches(
+            conn, hour, hour + PERIODS["hour"], job))
+    if before > day:
+        _replace(conn, "day", day, job, lambda: _from_hours(conn, day, job))
+
+
+def _from_hours(conn: Connection, day: datetime, job: str | None) -> dict[str, Sums]:
+    which = [rollups.c.period == "hour", rollups.c.starts_at >= day,
+             rollups.c.starts_at < day + PERIODS["day"]]
+    if job is not None:
+        which.append(rollups.c.job_name == job)
+    found: dict[str, Sums] = {}
+    for row in conn.execute(select(rollups.c.job_name, *(rollups.c[n] for n in SUMMED),
+                                   rollups.c.elapsed_max_ms,
+                                   cast(rollups.c.elapsed_histogram, TextType)).where(*which)):
+        found.setdefault(row[0], Sums()).add(row._mapping, row[-2], row[-1])
+    return found
+
+
+def _replace(conn: Connection, period: str, start: datetime, job: str | None,
+             work_out: Any) -> None:
+    """Set the rows of ``period`` at ``start`` to what ``work_out()`` finds. On PostgreSQL
+    the rows are locked first: a batch being written into them waits, and then adds to
+    the row as worked out (its own batch is not among what was read)."""
+    which = [rollups.c.period == period, rollups.c.starts_at == start]
+    if job is not None:
+        which.append(rollups.c.job_name == job)
+    held = select(rollups.c.job_name).where(*which)
+    if conn.dialect.name == "postgresql":
+        held = held.with_for_update()
+    existing = set(conn.execute(held).scalars())
+    found: dict[str, Sums] = work_out()
+    gone = sorted(existing - {name for name, sums in found.items() if not sums.empty()})
+    if gone:
+        conn.execute(delete(rollups).where(*which[:2], rollups.c.job_name.in_(gone)))
+    kept = [{"b_job": name, **sums.row()} for name, sums in sorted(found.items())
+            if name in existing and not sums.empty()]
+    if kept:
+        conn.execute(rollups.update().where(*which[:2], rollups.c.job_name == bindparam("b_job")),
+                     kept)
+    new = [name for name in found if name not in existing and not found[name].empty()]
+    if new:
+        add_rows(conn, [{"period": period, "job_name": name, "starts_at": start,
+                         **found[name].row()} for name in sorted(new)])
+
+
+def add_rows(conn: Connection, rows: Sequence[Mapping[Any, Any]]) -> None:
+    """Rows as worked out, added to whatever is there."""
+    if rows:
+        conn.execute(_upsert(conn), list(rows))
+
+
+def rebuild(conn: Connection) -> int:
+    """Every row worked out again from the batches (a migration's backfill): how many."""
+    conn.execute(delete(rollups))
+    sums: dict[Key, Sums] = {}
+    for row in conn.execute(select(*BATCH_COLUMNS).where(batches.c.status != "running")
+                            .execution_options(yield_per=10_000)):
+        columns = None if row.requests_succeeded is None else row._mapping
+        for period in PERIODS:
+            key = (period, row.job_name, period_start(row.started_at, period))
+            sums.setdefault(key, Sums()).add_batch(columns)
+    add_rows(conn, [{"period": period, "job_name": job, "starts_at": start,
+                     **sums[period, job, start].row()} for period, job, start in sorted(sums)])
+    return len(sums)
