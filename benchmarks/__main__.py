@@ -63,7 +63,7 @@ def _suite(name: str, scale: Scale, postgres: str | None) -> Callable[[], list[F
         return lambda: history.run(scale, postgres)
     if name == "retention":
         from benchmarks import retention
-        return lambda: retention.run(scale)
+        return lambda: retention.run(scale, postgres)
     from benchmarks import daemon
     return lambda: daemon.run(scale, postgres)
 

@@ -9,6 +9,7 @@ history`` (the databases are generated once and kept, as the `reports` suite's a
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from benchmarks.harness import COLLECTOR, Figure, Scale, interleaved, median, process
 from benchmarks.reports import readme_sql, stored_history
@@ -35,7 +36,7 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
     sizes = scale.pick((20_000, 100_000, 200_000), (100, 200))
     per_batch = scale.pick(50, 20)
     stored = {size: stored_history(scale, postgres, batches=size) for size in sizes}
-    figures: list[Figure] = []
+    figures: list[Figure] = kept_bodies()
     for at, (label, dialect, _) in enumerate(stored[sizes[0]]):
         runs = {(name, size): process(COLLECTOR, *args, "--db", stored[size][at][2])
                 for size in sizes for name, args in COMMANDS.items()}
@@ -49,9 +50,49 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
                     value=median(times[f"{name} @ {size}"]), unit="s", kind="times",
                     baseline=f"the same at {sizes[0]:,} batches", baseline_value=first,
                     goal="<= 1.25"))
+        for size in sizes:
+            figures.append(Figure(suite="history", name=f"bytes a request, {size * per_batch:,} "
+                                  f"requests, {label} (database size / requests)",
+                                  value=_size(stored[size][at][2], dialect) / (size * per_batch),
+                                  unit="B", kind="absolute"))
         middle = sizes[len(sizes) // 2]
         url = stored[middle][at][2]
         _analyze(url, dialect)
         figures.extend(readme_sql(url, dialect, f"{label}, with statistics",
                                   middle * per_batch, scale, goal="< 0.5"))
     return figures
+
+
+def _size(url: str, dialect: str) -> int:
+    """The database's bytes on disk (SQLite: the file and its WAL)."""
+    if dialect == "sqlite":
+        path = Path(url.removeprefix("sqlite:///"))
+        wal = Path(f"{path}-wal")
+        return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        found = pg.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def kept_bodies() -> list[Figure]:
+    """What a kept body costs: pydoc's HTML pages of 20 standard modules (15 to 200 KB,
+    made on any machine), compressed as the store compresses them."""
+    import pydoc
+
+    import zstandard
+
+    names = ("json", "csv", "argparse", "logging", "pathlib", "socket", "ssl", "sqlite3",
+             "datetime", "decimal", "email", "http.client", "urllib.request", "zipfile",
+             "tarfile", "textwrap", "typing", "collections", "functools", "shutil")
+    pages = [pydoc.HTMLDoc().page(name, pydoc.HTMLDoc().document(pydoc.locate(name)))
+             .encode() for name in names]
+    raw = sum(len(page) for page in pages)
+    compressor = zstandard.ZstdCompressor()
+    stored = sum(len(compressor.compress(page)) for page in pages)
+    return [Figure(suite="history", name=f"a kept body: {len(pages)} pydoc HTML pages, "
+                   f"{raw // len(pages):,} bytes on average, stored compressed",
+                   value=stored / len(pages), unit="B", kind="times",
+                   baseline="the page as delivered", baseline_value=raw / len(pages))]

@@ -141,6 +141,8 @@ def stored_history(scale: Scale, postgres: str | None, *, batches: int
             else:
                 url = postgres_database(postgres or "", url.rsplit("/", 1)[1])
             with open_store(url) as store:
+                today = datetime.now(UTC).date()  # PostgreSQL: each day in its partition
+                store.make_partitions([today - timedelta(days=n) for n in range(92)])
                 generate(store, jobs=jobs, batches=batches, per_batch=per_batch)
         ready.append((label, dialect, url))
     return ready

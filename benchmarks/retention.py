@@ -1,5 +1,7 @@
 """Retention on SQLite: the file's size after pruning nine tenths of its requests, against
-its size before, and how long the prune took against the rows' own writing.
+its size before, and how long the prune took against the rows' own writing. On
+PostgreSQL: a month pruned from the `history` suite's 10,000,000 requests over 90 days
+(a copy of its kept database), partitions dropped, against a count of the same rows.
 
 Rows are the tests' hand-made requests (tests/dataset.py), 200 a batch; the oldest 90% of
 the batches are ninety days old. Usage: ``python -m benchmarks --only retention``.
@@ -24,7 +26,14 @@ def _size(path: Path) -> int:
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
-def run(scale: Scale) -> list[Figure]:
+def run(scale: Scale, postgres: str | None = None) -> list[Figure]:
+    figures = _sqlite(scale)
+    if postgres:
+        figures += _postgresql(scale, postgres)
+    return figures
+
+
+def _sqlite(scale: Scale) -> list[Figure]:
     batches = scale.pick(2500, 20)
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as folder:
@@ -55,3 +64,44 @@ def run(scale: Scale) -> list[Figure]:
                "given back", value=took, unit="s", kind="times",
                baseline=f"writing the {rows:,} rows", baseline_value=written),
     ]
+
+
+def _postgresql(scale: Scale, postgres: str) -> list[Figure]:
+    import psycopg
+
+    from benchmarks.harness import postgres_database
+    from benchmarks.reports import stored_history
+
+    batches = scale.pick(200_000, 200)
+    kept = [url for _, dialect, url in stored_history(scale, postgres, batches=batches)
+            if dialect == "postgresql"][0]
+    source = kept.rsplit("/", 1)[1].split("?")[0]
+    url = postgres_database(postgres, "collector_bench_prune")  # made afresh: dropped
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute('DROP DATABASE "collector_bench_prune" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "collector_bench_prune" TEMPLATE "{source}"')
+    before = datetime.now(UTC) - timedelta(days=60)  # the oldest of 90 days: a month
+    with open_store(url) as store:
+        with store.connect() as conn:
+            held = conn.exec_driver_sql(
+                "SELECT count(*) FROM requests WHERE started_at < %(b)s", {"b": before})
+            start = time.perf_counter()
+            n = held.scalar()
+        counted = time.perf_counter() - start
+        boundary = f"requests_p{before:%Y%m%d}"
+        with store.connect() as conn:
+            inside = conn.exec_driver_sql(f"SELECT count(*) FROM {boundary}").scalar()
+        start = time.perf_counter()
+        pruned = store.prune(before)
+        took = time.perf_counter() - start
+        with store.connect() as conn:
+            left = conn.exec_driver_sql(f"SELECT count(*) FROM {boundary}").scalar()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute('DROP DATABASE "collector_bench_prune" WITH (FORCE)')
+    assert pruned[1] == n, (pruned, n)
+    return [Figure(suite="retention", name=f"prune of a month ({n:,} of "
+                   f"{batches * scale.pick(50, 20):,} requests) on PostgreSQL, partitions "
+                   f"dropped; {inside - left:,} rows deleted inside the day of the bound",
+                   value=took, unit="s", kind="times",
+                   baseline="count(*) of the same rows", baseline_value=counted)]

@@ -220,6 +220,8 @@ checks = Table(
     # No foreign key, as requests.connection_id: rows of one transaction, pruned together
     # (and gone with their batch).
     Column("request_id", Id, nullable=False, comment="requests.id of the response checked"),
+    Column("started_at", UTCDateTime(), nullable=False,
+           comment="the request's started_at (PostgreSQL partitions by it)"),
     Column("name", String(100), nullable=False, comment="the check's name in the job"),
     Column("passed", Boolean, nullable=False),
     Column("observed", Text, comment="the value it looked at, shortened (the cut marked)"),
@@ -232,6 +234,8 @@ captures = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("batch_id", Id, ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
     Column("request_id", Id, nullable=False, comment="requests.id of the response"),
+    Column("started_at", UTCDateTime(), nullable=False,
+           comment="the request's started_at (PostgreSQL partitions by it)"),
     Column("name", String(100), nullable=False, comment="the capture's name in the job"),
     Column("value", Text, nullable=False, comment="what it found, shortened (the cut marked)"),
     Column("number", Float, comment="the value as a number, when it is one"),

@@ -18,6 +18,7 @@ from collector.results import PendingBatch, new_batch_key
 from collector.spec import BatchSpec
 from collector.store import Store, open_store
 from collector.store import rollups as rolled
+from collector.store.schema import head_revision
 from tests.dataset import T0, batch, request
 
 SPEC = BatchSpec(url="http://h.test/s", queries=({"q": "x"},))
@@ -207,5 +208,5 @@ def test_db_upgrade_fills_the_rollups_from_the_stored_batches(db_url: str) -> No
         _fill(store, 6)
         written = _rows(store)
         store.downgrade("0014")
-        assert store.upgrade() == ("0014", "0015")
+        assert store.upgrade() == ("0014", head_revision())
         assert _rows(store) == written

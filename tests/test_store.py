@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -123,10 +124,31 @@ def test_an_empty_database_gets_the_schema_on_first_use(db_url: str) -> None:
             inspect(store.engine).get_table_names())
 
 
+def _not_a_partition(obj: object, name: str | None, type_: str, reflected: bool,
+                     compare_to: object) -> bool:
+    return not (type_ == "table" and name is not None
+                and re.search(r"_(p\d{8}|default)$", name) is not None)
+
+
 def test_models_and_migrations_agree(db_url: str) -> None:
     with open_store(db_url) as store, store.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, metadata) == []
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": True, "include_object": _not_a_partition})
+        found = [(kind, item.name, item.table.name)
+                 for kind, item, *_ in compare_metadata(context, metadata)]
+    if store.engine.dialect.name == "sqlite":
+        assert found == []
+        return
+    # PostgreSQL's partitioned tables, as migration 0016 made them (documented in
+    # docs/schema.md): their unique keys hold the time too, and a trigger on batches
+    # deletes their rows instead of foreign keys.
+    expected = []
+    for table, key in (("captures", "request_id_name"), ("checks", "request_id_name"),
+                       ("connections", "batch_id_number"), ("requests", "batch_id_position")):
+        expected += [("remove_constraint", f"uq_{table}_{key}", table),
+                     ("add_constraint", f"uq_{table}_{key}", table),
+                     ("add_fk", f"fk_{table}_batch_id_batches", table)]
+    assert sorted(found) == sorted(expected)
 
 
 def test_migrations_go_down_and_up_again(db_url: str) -> None:

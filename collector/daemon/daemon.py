@@ -58,8 +58,10 @@ CLAIM_LINGER = 0.05
 # made before it and many fires share it.
 CLAIM_LEAD = timedelta(seconds=0.25)
 WRITE_LINGER = 0.05
-# How often a daemon with a retention prunes (and once at its start).
-RETENTION_EVERY = 24 * 3600.0
+# How often a daemon makes PostgreSQL's partitions ahead and, with a retention, prunes
+# (and once at its start); and how soon it tries again when it could not.
+MAINTENANCE_EVERY = 24 * 3600.0
+MAINTENANCE_RETRY = 300.0
 # How long the claims thread waits to learn what a conditional job last got (once per
 # job) before its fire asks unconditionally (the database is slow, or away unnoticed).
 KNOWN_TIMEOUT = 2.0
@@ -163,8 +165,7 @@ class Daemon:
         self.apply_job_files()
         loops = [("claims", self._claim_loop), ("starter", self._start_loop),
                  ("writer", self._write_loop), ("replay", self._replay_loop)]
-        if self.config.retention is not None:
-            loops.append(("retention", self._retention_loop))
+        loops.append(("maintenance", self._maintenance_loop))
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"collector-{name}", daemon=True)
             thread.start()
@@ -526,19 +527,26 @@ class Daemon:
             except StoreError as exc:
                 log.warning("replaying the spool: %s", exc)
 
-    def _retention_loop(self) -> None:
-        """The retention thread: history older than the retention pruned at start and then
-        every RETENTION_EVERY (each daemon of a cluster does it; a prune that finds nothing
-        costs one indexed read, and two at once take turns)."""
+    def _maintenance_loop(self) -> None:
+        """The maintenance thread, at start and then every MAINTENANCE_EVERY: PostgreSQL's
+        partitions made for the week ahead, and history older than the retention pruned
+        (each daemon of a cluster does both; two at once take turns, and finding nothing
+        to do costs a few indexed reads)."""
         while not self.stopping.is_set():
+            done = False
             if not self.database_away.is_set():
                 try:
-                    self._apply_retention()
+                    made = self.store.make_partitions()
+                    if made:
+                        log.info("made %d partitions for the days ahead", made)
+                    if self.config.retention is not None:
+                        self._apply_retention()
+                    done = True
                 except StoreError as exc:
-                    log.warning("applying the retention: %s", exc)
+                    log.warning("maintenance: %s", exc)
                 except Exception:  # a bug here must not stop the daemon
-                    log.exception("applying the retention failed")
-            self.stopping.wait(RETENTION_EVERY)
+                    log.exception("maintenance failed")
+            self.stopping.wait(MAINTENANCE_EVERY if done else MAINTENANCE_RETRY)
 
     def _apply_retention(self) -> None:
         assert self.config.retention is not None

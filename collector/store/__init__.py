@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 from sqlalchemy import Connection, Engine, func, select, text
@@ -209,6 +209,9 @@ class Store:
         except CommandError as exc:
             raise DatabaseUnavailable(self.url, f"migration failed: {exc}") from exc
         after = self.revision() or "none"
+        if (self.engine.dialect.name == "postgresql" and after in schema.known_revisions()
+                and after >= schema.PARTITIONS):
+            self.make_partitions()
         if (self.engine.dialect.name == "sqlite" and after in schema.known_revisions()
                 and after >= schema.INCREMENTAL_VACUUM):
             # Revision 0014's change, made outside any transaction as SQLite needs: a file
@@ -216,6 +219,16 @@ class Store:
             with translated(self.url), self.engine.connect() as conn:
                 sqlite_incremental(conn, convert=True)
         return before, after
+
+    def make_partitions(self, days: Collection[date] | None = None) -> int:
+        """PostgreSQL: the daily partitions of today and the week after it (or of ``days``)
+        that are missing, made; how many. SQLite: nothing (0)."""
+        if self.engine.dialect.name != "postgresql":
+            return 0
+        from collector.store import partitions
+
+        return self._bounded_on("partitions", lambda conn: partitions.make_ahead(conn)
+                                if days is None else partitions.make(conn, days), write=True)
 
     def downgrade(self, target: str) -> None:
         """Take the schema down to ``target`` (``base``: no tables). For developers and tests."""
@@ -378,8 +391,9 @@ class Store:
             with self.connect(write=True) as conn:
                 if not sqlite:
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('collector-prune'))"))
-                n_batches, n_requests = _batches.prune(
-                    conn, before, job=job, rows=PRUNE_ROWS if sqlite else None)
+                n_batches, n_requests = (
+                    _batches.prune(conn, before, job=job, rows=PRUNE_ROWS) if sqlite
+                    else _batches.prune_partitioned(conn, before, job=job))
                 done = not n_batches or not sqlite
                 stopped = not done and stop is not None and stop.is_set()
                 if done or stopped:

@@ -275,8 +275,8 @@ _REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status"
                     "http_version", "content_sha256", "etag", "last_modified")
 _INSERTED = ("batch_id", *_REQUEST_COLUMNS, "connection_id")  # as the tuples built below
 _CONNECTION_INSERTED = ("batch_id", *CONNECTION_COLUMNS)
-_CHECK_INSERTED = ("batch_id", "request_id", "name", "passed", "observed")
-_CAPTURE_INSERTED = ("batch_id", "request_id", "name", "value", "number")
+_CHECK_INSERTED = ("batch_id", "request_id", "started_at", "name", "passed", "observed")
+_CAPTURE_INSERTED = ("batch_id", "request_id", "started_at", "name", "value", "number")
 VALIDATOR_MAX = 1000  # characters of an ETag or Last-Modified kept (a server's text)
 
 
@@ -301,14 +301,17 @@ def _insert_requests(conn: Connection, batched: Sequence[tuple[int, BatchResult]
     judged = [(batch_id, r) for batch_id, result in batched for r in result.requests
               if r.checks or r.captures]
     if judged:  # only for jobs with checks or captures: their rows need the requests' ids
-        request_ids = _ids(conn, requests.c.position, {b for b, _ in judged})
+        request_ids = _ids(conn, requests.c.position, {b for b, _ in judged},
+                           min(r.started_at for _, r in judged))
+        at = {id(r): _sqlite_time(r.started_at) if sqlite else r.started_at
+              for _, r in judged}
         _insert_rows(conn, "checks", _CHECK_INSERTED, [
-            (batch_id, request_ids[(batch_id, r.position)], c.name, c.passed,
+            (batch_id, request_ids[(batch_id, r.position)], at[id(r)], c.name, c.passed,
              storable(c.observed))
             for batch_id, r in judged for c in r.checks], sqlite)
         _insert_rows(conn, "captures", _CAPTURE_INSERTED, [
-            (batch_id, request_ids[(batch_id, r.position)], c.name, storable(c.value),
-             c.number)
+            (batch_id, request_ids[(batch_id, r.position)], at[id(r)], c.name,
+             storable(c.value), c.number)
             for batch_id, r in judged for c in r.captures], sqlite)
     keeping = [result for _, result in batched if result.keeps_bodies]
     if keeping:
@@ -369,16 +372,19 @@ def _insert_connections(conn: Connection, batched: Sequence[tuple[int, BatchResu
     if not values:
         return {}
     _insert_rows(conn, "connections", _CONNECTION_INSERTED, values, sqlite)
-    return _ids(conn, connections.c.number, {v[0] for v in values})
+    return _ids(conn, connections.c.number, {v[0] for v in values},
+                min(c.opened_at for _, result in batched for c in result.connections))
 
 
-def _ids(conn: Connection, key: Column[int], batch_ids: set[int]
+def _ids(conn: Connection, key: Column[int], batch_ids: set[int], since: datetime
          ) -> dict[tuple[int, int], int]:
     """The ids of ``key``'s table's rows of these batches, by (batch id, ``key``): rows
-    written by executemany or COPY, which give no ids back."""
+    written by executemany or COPY, which give no ids back. ``since``: the earliest of
+    their times (on PostgreSQL only the partitions from it on are looked into)."""
     table = key.table
     found = conn.execute(select(table.c.id, table.c.batch_id, key)
-                         .where(table.c.batch_id.in_(batch_ids)))
+                         .where(table.c.batch_id.in_(batch_ids),
+                                _time_of(table) >= since))
     return {(batch_id, number): id_ for id_, batch_id, number in found}
 
 
@@ -386,6 +392,11 @@ def _ids(conn: Connection, key: Column[int], batch_ids: set[int]
 # every database holds it, and within its column.
 _CONNECTION_TEXT = {"remote_address": 64, "tls_version": 20, "cipher": 100, "alpn": 50,
                     "cert_subject": 2000, "cert_issuer": 2000}
+
+
+def _time_of(table: Any) -> Any:
+    """The time column a per-request table is partitioned by on PostgreSQL."""
+    return table.c.opened_at if table is connections else table.c.started_at
 
 
 def _connection_row(batch_id: int, c: ConnectionResult, sqlite: bool) -> tuple[Any, ...]:
@@ -441,19 +452,22 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
     if row.num_connections is not None:
         opened = conn.execute(select(connections.c.id, *(
             connections.c[name] for name in CONNECTION_COLUMNS))
-            .where(connections.c.batch_id == batch_id)
+            .where(connections.c.batch_id == batch_id,
+                   connections.c.opened_at >= row.started_at)
             .order_by(connections.c.number)).all()
         numbers = {c.id: c.number for c in opened}
         rows = conn.execute(select(*(requests.c[name] for name in _REQUEST_COLUMNS),
                                    requests.c.connection_id, requests.c.id)
-                            .where(requests.c.batch_id == batch_id)
+                            .where(requests.c.batch_id == batch_id,
+                                   requests.c.started_at >= row.started_at)
                             .order_by(requests.c.position)).all()
         checked: dict[int, list[CheckResult]] = {}
         if row.checks_passed or row.checks_failed:
             for found in conn.execute(
                     select(checks.c.request_id, checks.c.name, checks.c.passed,
                            checks.c.observed)
-                    .where(checks.c.request_id.in_([r.id for r in rows]))
+                    .where(checks.c.request_id.in_([r.id for r in rows]),
+                           checks.c.started_at >= row.started_at)
                     .order_by(checks.c.id)):
                 checked.setdefault(found.request_id, []).append(CheckResult(
                     name=found.name, passed=found.passed, observed=found.observed))
@@ -461,7 +475,8 @@ def load(conn: Connection, batch_id: int) -> StoredBatch | None:
         for found in conn.execute(
                 select(captures.c.request_id, captures.c.name, captures.c.value,
                        captures.c.number)
-                .where(captures.c.batch_id == batch_id).order_by(captures.c.id)):
+                .where(captures.c.batch_id == batch_id, captures.c.started_at >= row.started_at)
+                .order_by(captures.c.id)):
             captured.setdefault(found.request_id, []).append(CaptureResult(
                 name=found.name, value=found.value, number=found.number))
         result = BatchResult(
@@ -544,6 +559,24 @@ def prune(conn: Connection, before: datetime, *, job: str | None = None,
     conn.execute(delete(captures).where(captures.c.batch_id.in_(old)))
     conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
     return conn.execute(delete(batches).where(which)).rowcount, gone
+
+
+def prune_partitioned(conn: Connection, before: datetime, *, job: str | None = None
+                      ) -> tuple[int, int]:
+    """PostgreSQL's prune: the partitions wholly before ``before`` dropped (unless only
+    ``job``'s batches go), then the batches started before it deleted, which deletes
+    their rows left (in the partition ``before`` falls in: the batches' trigger, made by
+    migration 0016). Returns how many batches and requests went (the requests counted
+    from the batches' counters)."""
+    from collector.store import partitions
+
+    n_batches, n_requests = count_old(conn, before, job)
+    if not n_batches:
+        return 0, 0
+    if job is None:
+        partitions.drop_before(conn, before)
+    conn.execute(delete(batches).where(_old_batches(before, job)))
+    return n_batches, n_requests
 
 
 def pruned_up_to(conn: Connection, before: datetime, job: str | None = None) -> datetime:
