@@ -84,11 +84,10 @@ def _postgresql(scale: Scale, postgres: str) -> list[Figure]:
     before = datetime.now(UTC) - timedelta(days=60)  # the oldest of 90 days: a month
     with open_store(url) as store:
         with store.connect() as conn:
-            held = conn.exec_driver_sql(
-                "SELECT count(*) FROM requests WHERE started_at < %(b)s", {"b": before})
             start = time.perf_counter()
-            n = held.scalar()
-        counted = time.perf_counter() - start
+            n = conn.exec_driver_sql(
+                "SELECT count(*) FROM requests WHERE started_at < %(b)s", {"b": before}).scalar()
+            counted = time.perf_counter() - start
         boundary = f"requests_p{before:%Y%m%d}"
         with store.connect() as conn:
             inside = conn.exec_driver_sql(f"SELECT count(*) FROM {boundary}").scalar()
