@@ -34,6 +34,7 @@ from collector.results import (
     shortened,
 )
 from collector.spec import BatchSpec
+from collector.store import partitions
 from collector.store import rollups as _rollups
 from collector.store.engine import conflict_insert
 
@@ -212,9 +213,8 @@ def store_many(conn: Connection, pending: Sequence[PendingBatch]) -> list[int | 
         first = {p.batch_key: i for i, p in reversed(new.items())}
         written.update({i: inserted[p.batch_key] if p.batch_key in inserted
                         and first[p.batch_key] == i else None for i, p in new.items()})
-        stored = [i for i, batch_id in written.items() if batch_id is not None]
-        _insert_requests(conn, [(batch_id, new[i].result) for i in stored
-                                if (batch_id := written[i]) is not None])
+        stored = {i: batch_id for i, batch_id in written.items() if batch_id is not None}
+        _insert_requests(conn, [(batch_id, new[i].result) for i, batch_id in stored.items()])
         by_position = dict(zip(new, rows, strict=True))
         _rollups.add(conn, [(new[i].job_name, new[i].result.started_at, by_position[i], 1)
                             for i in stored])
@@ -396,7 +396,7 @@ _CONNECTION_TEXT = {"remote_address": 64, "tls_version": 20, "cipher": 100, "alp
 
 def _time_of(table: Any) -> Any:
     """The time column a per-request table is partitioned by on PostgreSQL."""
-    return table.c.opened_at if table is connections else table.c.started_at
+    return table.c[partitions.TABLES[table.name]]
 
 
 def _connection_row(batch_id: int, c: ConnectionResult, sqlite: bool) -> tuple[Any, ...]:
@@ -568,8 +568,6 @@ def prune_partitioned(conn: Connection, before: datetime, *, job: str | None = N
     their rows left (in the partition ``before`` falls in: the batches' trigger, made by
     migration 0016). Returns how many batches and requests went (the requests counted
     from the batches' counters)."""
-    from collector.store import partitions
-
     n_batches, n_requests = count_old(conn, before, job)
     if not n_batches:
         return 0, 0

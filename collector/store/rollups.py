@@ -116,15 +116,16 @@ Key = tuple[str, str, datetime]  # period, job, start
 Part = tuple[str, datetime, Mapping[Any, Any] | None, int]
 
 
-def add(conn: Connection, parts: Iterable[Part]) -> None:
-    """Add batches' figures to their hours' and days' rows (created when missing)."""
+def add(conn: Connection, parts: Iterable[Part]) -> int:
+    """Add batches' figures to their hours' and days' rows (created when missing): how
+    many rows were added to."""
     sums: dict[Key, Sums] = {}
     for job, started_at, columns, count in parts:
         for period in PERIODS:
             key = (period, job, period_start(started_at, period))
             sums.setdefault(key, Sums()).add_batch(columns, count)
     if not sums:
-        return
+        return 0
     keys = sorted(sums)
     conn.execute(_upsert(conn), [{"period": period, "job_name": job, "starts_at": start,
                                   **sums[period, job, start].row()}
@@ -137,6 +138,7 @@ def add(conn: Connection, parts: Iterable[Part]) -> None:
         conn.execute(delete(rollups).where(
             rollups.c.period == bindparam("b_period"), rollups.c.job_name == bindparam("b_job"),
             rollups.c.starts_at == bindparam("b_start"), rollups.c.batches == 0), emptied)
+    return len(keys)
 
 
 def _upsert(conn: Connection) -> Any:
@@ -289,13 +291,8 @@ def add_rows(conn: Connection, rows: Sequence[Mapping[Any, Any]]) -> None:
 def rebuild(conn: Connection) -> int:
     """Every row worked out again from the batches (a migration's backfill): how many."""
     conn.execute(delete(rollups))
-    sums: dict[Key, Sums] = {}
-    for row in conn.execute(select(*BATCH_COLUMNS).where(batches.c.status != "running")
-                            .execution_options(yield_per=10_000)):
-        columns = None if row.requests_succeeded is None else row._mapping
-        for period in PERIODS:
-            key = (period, row.job_name, period_start(row.started_at, period))
-            sums.setdefault(key, Sums()).add_batch(columns)
-    add_rows(conn, [{"period": period, "job_name": job, "starts_at": start,
-                     **sums[period, job, start].row()} for period, job, start in sorted(sums)])
-    return len(sums)
+    found = conn.execute(select(*BATCH_COLUMNS).where(batches.c.status != "running")
+                         .execution_options(yield_per=10_000))
+    return add(conn, ((row.job_name, row.started_at,
+                       None if row.requests_succeeded is None else row._mapping, 1)
+                      for row in found))
