@@ -152,6 +152,60 @@ def test_prune_drops_the_partitions_wholly_before_its_bound(postgres_url: str,
         assert sum(_where(store, "connections").values()) == len(left)
 
 
+def _orphans(store: Store) -> dict[str, int]:
+    """Per table, its rows whose batch is gone."""
+    with store.connect() as conn:
+        return {table: conn.execute(text(
+            f"SELECT count(*) FROM {table} t WHERE NOT EXISTS "
+            "(SELECT 1 FROM batches b WHERE b.id = t.batch_id)")).scalar_one()
+            for table in parts.TABLES}
+
+
+def _detached(store: Store) -> list[str]:
+    with store.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+            "AND relname ~ '_p[0-9]{8}$'")).scalars())
+
+
+def test_prune_deletes_the_rows_the_dropped_days_do_not_hold(postgres_url: str) -> None:
+    with open_store(postgres_url) as store:
+        store.make_partitions([(DAY0 + timedelta(days=d)).date() for d in range(1, 5)])
+        _fill(store, 5)  # day 0 has no partition: its rows are in the default ones
+        # Going on past midnight into the day of the bound: rows on both sides of it.
+        late = DAY0 + timedelta(days=3) - timedelta(milliseconds=1)
+        store.save_batch(_judged_batch(late), job_name="late")
+        bound = DAY0 + timedelta(days=3, hours=12)
+        assert _where(store, "requests")["requests_default"] == 6
+        assert store.prune(bound) == (8, 24)
+        assert _orphans(store) == dict.fromkeys(parts.TABLES, 0)
+        assert _detached(store) == []  # dropped once the prune committed
+        for table in parts.TABLES:
+            assert f"{table}_default" not in _where(store, table)
+        with store.connect() as conn:
+            left = conn.execute(select(batches.c.started_at)).scalars().all()
+        assert len(left) == 3 and min(left) >= bound
+        assert sum(_where(store, "requests").values()) == 9
+        assert sum(_where(store, "checks").values()) == 9
+        assert sum(_where(store, "connections").values()) == 3
+
+
+def test_days_detached_and_left_by_a_stopped_prune_are_dropped_later(postgres_url: str
+                                                                     ) -> None:
+    with open_store(postgres_url) as store:
+        store.make_partitions([DAY0.date()])
+        with store.connect(write=True) as conn:  # as if the process died after the commit
+            assert len(parts.detach_before(conn, DAY0 + timedelta(days=1))) == len(parts.TABLES)
+        assert len(_detached(store)) == len(parts.TABLES)
+        # The day can be made again (its name is free), and the leftovers are gone.
+        assert store.make_partitions([DAY0.date()]) == len(parts.TABLES)
+        assert _detached(store) == []
+        with store.connect(write=True) as conn:
+            parts.detach_before(conn, DAY0 + timedelta(days=1))
+        store.prune(DAY0 + timedelta(days=1))  # nothing to prune: the space still comes back
+        assert _detached(store) == []
+
+
 def test_prune_of_one_job_deletes_its_rows_and_drops_nothing(postgres_url: str) -> None:
     with open_store(postgres_url) as store:
         store.make_partitions([(DAY0 + timedelta(days=d)).date() for d in range(2)])
@@ -166,11 +220,16 @@ def test_prune_of_one_job_deletes_its_rows_and_drops_nothing(postgres_url: str) 
 
 
 def test_deleting_a_batch_by_hand_deletes_its_rows_in_every_table(postgres_url: str) -> None:
+    from collector.store.batches import SKIP_CASCADE
+
     with open_store(postgres_url) as store:
         _fill(store, 1)
-        with store.connect(write=True) as conn:
-            conn.execute(text("DELETE FROM batches WHERE started_at < :t"),
-                         {"t": DAY0 + timedelta(hours=12)})
+        with store.engine.connect() as conn:
+            with conn.begin():  # a prune's transaction before, on the same connection
+                conn.execute(text(SKIP_CASCADE))
+            with conn.begin():
+                conn.execute(text("DELETE FROM batches WHERE started_at < :t"),
+                             {"t": DAY0 + timedelta(hours=12)})
         for table in parts.TABLES:
             assert sum(_where(store, table).values()) == (1 if table == "connections" else 3)
 

@@ -380,7 +380,8 @@ class Store:
         the pages freed are then given back to the file system (incremental vacuum);
         ``stop`` set ends it between two transactions. On PostgreSQL two prunes take
         turns (an advisory lock), so daemons applying their retention at once do not
-        contend for the same rows.
+        contend for the same rows; the days wholly before ``before`` are detached in
+        its transaction and dropped after it (:func:`_batches.prune_partitioned`).
         """
         if dry_run:
             with self.connect() as conn:
@@ -409,6 +410,11 @@ class Store:
         if sqlite and total[0]:
             with translated(self.url), self.engine.connect() as conn:
                 sqlite_give_back(conn)
+        elif not sqlite and job is None:
+            from collector.store import partitions
+
+            with self.connect(write=True) as conn:  # the space back: the detached days
+                partitions.drop_detached(conn)
         return total[0], total[1]
 
     def known(self, job_name: str, url: str, *, timeout: float | None = None

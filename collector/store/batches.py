@@ -12,10 +12,21 @@ import json
 import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any, Literal
 
-from sqlalchemy import Column, Connection, Insert, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Insert,
+    any_,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from collector.models import batches, bodies, captures, checks, connections, requests
@@ -511,6 +522,9 @@ def _request(row: dict[str, Any], numbers: dict[int, int],
 
 # A batch's stored requests, from its own counters (its succeeded and failed ones; a
 # running or abandoned batch has none stored): counted without reading a request row.
+# Set for prune's transaction on PostgreSQL: the batches' trigger (migration 0017) leaves
+# their rows to it.
+SKIP_CASCADE = "SELECT set_config('collector.prune', 'on', true)"
 _REQUESTS_HELD = (func.coalesce(batches.c.requests_succeeded, 0)
                   + func.coalesce(batches.c.requests_failed, 0))
 
@@ -563,18 +577,38 @@ def prune(conn: Connection, before: datetime, *, job: str | None = None,
 
 def prune_partitioned(conn: Connection, before: datetime, *, job: str | None = None
                       ) -> tuple[int, int]:
-    """PostgreSQL's prune: the partitions wholly before ``before`` dropped (unless only
-    ``job``'s batches go), then the batches started before it deleted, which deletes
-    their rows left (in the partition ``before`` falls in: the batches' trigger, made by
-    migration 0016). Returns how many batches and requests went (the requests counted
-    from the batches' counters)."""
-    n_batches, n_requests = count_old(conn, before, job)
-    if not n_batches:
-        return 0, 0
+    """PostgreSQL's prune: the batches started before ``before`` deleted with the batches'
+    trigger skipped (migration 0017), then their rows that the partitions of the days
+    wholly before ``before`` do not hold (those in the default partitions, and those
+    of the batches still going when the day of ``before`` began), then those
+    partitions detached (for :func:`partitions.drop_detached`, once committed): last,
+    as detaching locks the tables. With ``job``, only its batches go, and the trigger
+    deletes each one's rows (other jobs share the days). Returns how many batches and
+    requests went (the requests counted from the batches' counters)."""
+    day = datetime.combine(before.astimezone(UTC).date(), time(), UTC)
     if job is None:
-        partitions.drop_before(conn, before)
-    conn.execute(delete(batches).where(_old_batches(before, job)))
-    return n_batches, n_requests
+        conn.execute(text(SKIP_CASCADE))
+    gone = (delete(batches).where(_old_batches(before, job))
+            .returning(batches.c.id, batches.c.finished_at, _REQUESTS_HELD.label("held"))
+            .cte("gone"))
+    late = gone.c.finished_at >= day  # from the day on, only these can have rows
+    n_batches, n_requests, ids, last = conn.execute(select(
+        func.count(), func.coalesce(func.sum(gone.c.held), 0),
+        func.array_agg(gone.c.id).filter(late), func.max(gone.c.finished_at).filter(late))
+    ).one()
+    if job is None:
+        for table in (requests, checks, captures, connections):
+            at = _time_of(table)
+            # Every row of a default partition before the day belongs to a batch started
+            # before it (a request starts after its batch); from the day on, a batch's
+            # rows lie between its start and its end.
+            conn.execute(text(f"DELETE FROM {table.name}_default WHERE {at.name} < :day"),
+                         {"day": day})
+            if ids:
+                conn.execute(delete(table).where(at >= day, at <= last,
+                                                 table.c.batch_id == any_(ids)))
+        partitions.detach_before(conn, before)
+    return int(n_batches), int(n_requests)
 
 
 def pruned_up_to(conn: Connection, before: datetime, job: str | None = None) -> datetime:
