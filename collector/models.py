@@ -258,9 +258,10 @@ bodies = Table(
 
 rollups = Table(
     "rollups", metadata,
-    Column("period", String(4), primary_key=True, comment="hour or day (UTC)"),
+    Column("period", String(5), primary_key=True, comment="hour, day or month (UTC)"),
     Column("job_name", String(200), primary_key=True),
-    Column("starts_at", UTCDateTime(), primary_key=True, comment="the hour's or day's start"),
+    Column("starts_at", UTCDateTime(), primary_key=True,
+           comment="the hour's, day's or month's start"),
     Column("batches", Integer, nullable=False,
            comment="batches started in it that finished or were abandoned"),
     Column("requests", Integer, nullable=False),

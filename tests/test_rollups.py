@@ -36,11 +36,12 @@ def _random_batch(rng: random.Random, at: datetime) -> Any:
 
 
 def _fill(store: Store, seed: int, n: int = 60) -> None:
-    """``n`` batches of three jobs over three days, at odd times; a few claimed, some of
-    those abandoned, and some of the abandoned completed later (by their spool)."""
+    """``n`` batches of three jobs over four days across a month's end, at odd times; a
+    few claimed (their claims stamped now), some of those abandoned, and some of the
+    abandoned completed later (by their spool)."""
     rng = random.Random(seed)
     for i in range(n):
-        at = T0 + timedelta(minutes=rng.randint(-2000, 2000), seconds=rng.random())
+        at = T0 + timedelta(minutes=rng.randint(-3500, 2000), seconds=rng.random())
         job = rng.choice("xyz")
         result = _random_batch(rng, at)
         if rng.random() < 0.8:
@@ -117,7 +118,8 @@ def test_rollups_are_what_the_batches_add_up_to(db_url: str, seed: int) -> None:
     with open_store(db_url) as store:
         _fill(store, seed)
         written = _rows(store)
-        assert {key[0] for key in written} == {"hour", "day"}
+        assert {key[0] for key in written} == {"hour", "day", "month"}
+        assert {10, 11} <= {key[2].month for key in written}  # a month's end inside
         assert written == _rebuilt(store)
         with store.connect() as conn:
             statuses = set(conn.execute(select(batches.c.status)).scalars())
@@ -133,6 +135,7 @@ def test_a_report_from_any_time_counts_exactly_the_batches_since(db_url: str,
         _check_report(store, None)
         _check_report(store, None, job="y")
         for since in (T0, T0 - timedelta(hours=9), T0 + timedelta(days=1, hours=-9),
+                      datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 10, 31, 12, tzinfo=UTC),
                       *(T0 + timedelta(minutes=rng.randint(-2100, 2100),
                                        seconds=rng.random()) for _ in range(12))):
             _check_report(store, since)
@@ -147,6 +150,8 @@ def test_prune_keeps_the_rollups_right(db_url: str, seed: int,
     monkeypatch.setattr(collector.store, "PRUNE_ROWS", 20)  # SQLite: many transactions
     with open_store(db_url) as store:
         _fill(store, seed, n=80)
+        store.prune(datetime(2026, 10, 31, 13, 7, 1, tzinfo=UTC))  # in the first month
+        assert _rows(store) == _rebuilt(store)
         store.prune(T0 + timedelta(minutes=-700, seconds=30.5), job="x")
         assert _rows(store) == _rebuilt(store)
         store.prune(T0 + timedelta(minutes=-123, seconds=7))
@@ -207,6 +212,10 @@ def test_db_upgrade_fills_the_rollups_from_the_stored_batches(db_url: str) -> No
     with open_store(db_url) as store:
         _fill(store, 6)
         written = _rows(store)
+        store.downgrade("0017")
+        assert {key[0] for key in _rows(store)} == {"hour", "day"}
+        assert store.upgrade() == ("0017", head_revision())
+        assert _rows(store) == written  # the months worked out from the days
         store.downgrade("0014")
         assert store.upgrade() == ("0014", head_revision())
         assert _rows(store) == written

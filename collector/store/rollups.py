@@ -1,13 +1,14 @@
-"""Per job and UTC hour, and per job and UTC day: the batches' figures added up.
+"""Per job and UTC hour, day and month: the batches' figures added up.
 
-A batch's figures are added to its hour's and its day's row in the transaction
-that writes its counters (an abandoned batch adds one batch and nothing else),
-so ``collector report`` reads a row per job and day, not a row per batch:
-what it costs does not grow with the number of batches. A report from a time
-that is not a day's start reads the hours up to the next day, and the batches
-up to the next hour, so its figures are those of exactly the batches it
-covers. Prune deletes the rows of the periods wholly before its bound and works
-out again the rows of the hour and the day the bound falls inside.
+A batch's figures are added to its hour's, its day's and its month's row in the
+transaction that writes its counters (an abandoned batch adds one batch and
+nothing else), so ``collector report`` reads a row per job and month, not a row
+per batch: what it costs grows neither with the number of batches nor much with
+the years kept. A report from a time that is not a month's start reads the days
+up to the next month, the hours up to the next day, and the batches up to the
+next hour, so its figures are those of exactly the batches it covers. Prune
+deletes the rows of the periods wholly before its bound and works out again the
+rows of the hour, the day and the month the bound falls inside.
 
 The rows are written with ``INSERT ... ON CONFLICT DO UPDATE``, the histogram
 merged in SQL, in a fixed order: two daemons adding to one row at once each add,
@@ -20,6 +21,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -38,7 +40,8 @@ from sqlalchemy import Text as TextType
 from collector.models import batches, rollups
 from collector.store.engine import conflict_insert
 
-PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+# Finest first: each period holds whole ones of the period before it.
+PERIODS = ("hour", "day", "month")
 STATUS_COUNTS = ("status_2xx", "status_3xx", "status_4xx", "status_5xx", "no_response")
 # The figures that add up, as rollups names them; the batch's column for each is the
 # same name but for ``requests`` (requests_succeeded + requests_failed) and ``batches``.
@@ -53,15 +56,27 @@ BATCH_COLUMNS = (batches.c.job_name, batches.c.started_at, batches.c.status,
 
 
 def period_start(at: datetime, period: str) -> datetime:
-    """The start (UTC) of the hour or day that holds ``at``."""
+    """The start (UTC) of the hour, day or month that holds ``at``."""
     at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return at if period == "hour" else at.replace(hour=0)
+    if period == "hour":
+        return at
+    at = at.replace(hour=0)
+    return at if period == "day" else at.replace(day=1)
+
+
+def period_end(start: datetime, period: str) -> datetime:
+    """The end of the period that starts at ``start``: the next one's start."""
+    if period == "hour":
+        return start + timedelta(hours=1)
+    if period == "day":
+        return start + timedelta(days=1)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def _next_start(at: datetime, period: str) -> datetime:
     """The first start of a ``period`` at or after ``at``."""
     start = period_start(at, period)
-    return start if start == at else start + PERIODS[period]
+    return start if start == at else period_end(start, period)
 
 
 @dataclass
@@ -116,12 +131,12 @@ Key = tuple[str, str, datetime]  # period, job, start
 Part = tuple[str, datetime, Mapping[Any, Any] | None, int]
 
 
-def add(conn: Connection, parts: Iterable[Part]) -> int:
-    """Add batches' figures to their hours' and days' rows (created when missing): how
-    many rows were added to."""
+def add(conn: Connection, parts: Iterable[Part], periods: Sequence[str] = PERIODS) -> int:
+    """Add batches' figures to their hours', days' and months' rows (created when
+    missing): how many rows were added to."""
     sums: dict[Key, Sums] = {}
     for job, started_at, columns, count in parts:
-        for period in PERIODS:
+        for period in periods:
             key = (period, job, period_start(started_at, period))
             sums.setdefault(key, Sums()).add_batch(columns, count)
     if not sums:
@@ -171,19 +186,20 @@ def _upsert(conn: Connection) -> Any:
 def totals(conn: Connection, *, job: str | None = None, since: datetime | None = None
            ) -> dict[str, Sums]:
     """Per job, the figures of its finished (and abandoned) batches started at or after
-    ``since``: day rows, then hour rows up to the first day, then the batches up to
-    the first hour."""
+    ``since``: month rows, then day rows up to the first month, hour rows up to the
+    first day, and the batches up to the first hour."""
     which = [rollups.c.job_name == job] if job is not None else []
     period = rollups.c.period
     if since is None:
-        which.append(period == "day")
+        which.append(period == PERIODS[-1])
         early: datetime | None = None
     else:
-        hour, day = _next_start(since, "hour"), _next_start(since, "day")
-        which.append(or_(and_(period == "day", rollups.c.starts_at >= day),
-                         and_(period == "hour", rollups.c.starts_at >= hour,
-                              rollups.c.starts_at < day)))
-        early = hour if hour > since else None
+        starts = [_next_start(since, name) for name in PERIODS]  # each, up to the next
+        ends: list[datetime | None] = [*starts[1:], None]
+        which.append(or_(*(and_(period == name, rollups.c.starts_at >= start,
+                                *(() if end is None else (rollups.c.starts_at < end,)))
+                           for name, start, end in zip(PERIODS, starts, ends, strict=True))))
+        early = starts[0] if starts[0] > since else None
     found: dict[str, Sums] = {}
     # The sums in SQL; the histograms as text, each job's parsed in one call.
     for row in conn.execute(select(rollups.c.job_name, *(func.sum(rollups.c[n]) for n in SUMMED),
@@ -227,24 +243,31 @@ def _from_batches(conn: Connection, start: datetime, end: datetime, job: str | N
 
 def after_prune(conn: Connection, before: datetime, job: str | None = None) -> None:
     """Once the batches started before ``before`` (``job``'s, when given) are gone: delete
-    the rows of the periods wholly before it, and work out again the rows of the hour
-    and the day it falls inside, from that hour's batches and that day's hours."""
-    hour, day = period_start(before, "hour"), period_start(before, "day")
-    for period, start in (("hour", hour), ("day", day)):
-        which = [rollups.c.period == period, rollups.c.starts_at < start]
+    the rows of the periods wholly before it, and work out again the rows of the hour,
+    the day and the month it falls inside: the hour's from its batches, each other's
+    from the rows of the period before it (worked out first)."""
+    for period in PERIODS:
+        which = [rollups.c.period == period,
+                 rollups.c.starts_at < period_start(before, period)]
         if job is not None:
             which.append(rollups.c.job_name == job)
         conn.execute(delete(rollups).where(*which))
-    if before > hour:
-        _replace(conn, "hour", hour, job, lambda: _from_batches(
-            conn, hour, hour + PERIODS["hour"], job))
-    if before > day:
-        _replace(conn, "day", day, job, lambda: _from_hours(conn, day, job))
+    finer = None
+    for period in PERIODS:
+        start = period_start(before, period)
+        if before > start:
+            end = period_end(start, period)
+            _replace(conn, period, start, job,
+                     partial(_from_batches, conn, start, end, job) if finer is None
+                     else partial(_from_rows, conn, finer, start, end, job))
+        finer = period
 
 
-def _from_hours(conn: Connection, day: datetime, job: str | None) -> dict[str, Sums]:
-    which = [rollups.c.period == "hour", rollups.c.starts_at >= day,
-             rollups.c.starts_at < day + PERIODS["day"]]
+def _from_rows(conn: Connection, period: str, start: datetime, end: datetime,
+               job: str | None) -> dict[str, Sums]:
+    """Per job, its rows of ``period`` starting in [start, end), added up."""
+    which = [rollups.c.period == period, rollups.c.starts_at >= start,
+             rollups.c.starts_at < end]
     if job is not None:
         which.append(rollups.c.job_name == job)
     found: dict[str, Sums] = {}
@@ -288,11 +311,29 @@ def add_rows(conn: Connection, rows: Sequence[Mapping[Any, Any]]) -> None:
         conn.execute(_upsert(conn), list(rows))
 
 
-def rebuild(conn: Connection) -> int:
-    """Every row worked out again from the batches (a migration's backfill): how many."""
+def fill(conn: Connection, period: str) -> int:
+    """Every row of ``period`` worked out from the rows of the period before it (a
+    migration's backfill of a new period): how many."""
+    finer = PERIODS[PERIODS.index(period) - 1]
+    conn.execute(delete(rollups).where(rollups.c.period == period))
+    starts = {period_start(at, period) for at in conn.execute(
+        select(rollups.c.starts_at).where(rollups.c.period == finer).distinct()).scalars()}
+    made = 0
+    for start in sorted(starts):
+        rows = [{"period": period, "job_name": name, "starts_at": start, **sums.row()}
+                for name, sums in sorted(_from_rows(
+                    conn, finer, start, period_end(start, period), None).items())]
+        add_rows(conn, rows)
+        made += len(rows)
+    return made
+
+
+def rebuild(conn: Connection, periods: Sequence[str] = PERIODS) -> int:
+    """Every row (of ``periods``) worked out again from the batches (a migration's
+    backfill): how many."""
     conn.execute(delete(rollups))
     found = conn.execute(select(*BATCH_COLUMNS).where(batches.c.status != "running")
                          .execution_options(yield_per=10_000))
     return add(conn, ((row.job_name, row.started_at,
                        None if row.requests_succeeded is None else row._mapping, 1)
-                      for row in found))
+                      for row in found), periods)

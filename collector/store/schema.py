@@ -24,10 +24,10 @@ MIGRATING = threading.Lock()
 
 # The newest revision, and every revision, as the migration scripts say: a test checks
 # that these match migrations/versions, so a new revision cannot be forgotten here.
-HEAD = "0017"
+HEAD = "0018"
 REVISIONS = frozenset({"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008",
                         "0009", "0010", "0011", "0012",
-                        "0013", "0014", "0015", "0016", "0017"})
+                        "0013", "0014", "0015", "0016", "0017", "0018"})
 # From this revision a SQLite file gives the pages prune frees back (incremental auto-vacuum,
 # set by `collector db upgrade` right after the revision: Store.upgrade).
 INCREMENTAL_VACUUM = "0014"

@@ -47,7 +47,7 @@ def upgrade() -> None:
     op.create_index("ix_rollups_period_starts_at", "rollups", ["period", "starts_at"])
     from collector.store.rollups import rebuild
 
-    rebuild(op.get_bind())
+    rebuild(op.get_bind(), periods=("hour", "day"))  # months came with 0018
 
 
 def downgrade() -> None:
