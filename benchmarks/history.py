@@ -1,9 +1,10 @@
 """Reports as history grows: 20,000, 100,000 and 200,000 stored batches (1M, 5M and 10M
 requests of the `reports` suite's generated history: 50 jobs over 90 days), SQLite and
 PostgreSQL, whole process; each size against the 20,000-batch one in the same run
-(flat: 1.00). At 100,000 batches, with statistics present (``ANALYZE``), every SQL
-example of the README through the bare driver. Usage: ``python -m benchmarks --only
-history`` (the databases are generated once and kept, as the `reports` suite's are).
+(flat: 1.00), and against ``collector jobs list`` on the same database (start-up). At
+100,000 batches, with statistics present (``ANALYZE``), every SQL example of the README
+through the bare driver. Usage: ``python -m benchmarks --only history`` (the databases
+are generated once and kept, as the `reports` suite's are).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from benchmarks.harness import COLLECTOR, Figure, Scale, interleaved, median, process
 from benchmarks.reports import readme_sql, stored_history
 
+STARTUP = ("jobs", "list")  # a command that reads one small table: start-up, near enough
 COMMANDS = {
     "collector report": ("report",),
     "collector report --since 30d": ("report", "--since", "30d"),
@@ -39,9 +41,20 @@ def run(scale: Scale, postgres: str | None) -> list[Figure]:
     figures: list[Figure] = kept_bodies()
     for at, (label, dialect, _) in enumerate(stored[sizes[0]]):
         runs = {(name, size): process(COLLECTOR, *args, "--db", stored[size][at][2])
-                for size in sizes for name, args in COMMANDS.items()}
+                for size in sizes for name, args in {**COMMANDS, "start-up": STARTUP}.items()}
         times = interleaved(scale.rounds, {f"{name} @ {size}": run
                                            for (name, size), run in runs.items()})
+        for size in sizes:
+            report, startup = (median(times[f"{name} @ {size}"])
+                               for name in ("collector report", "start-up"))
+            figures.append(Figure(
+                suite="history", name=f"collector report, {size:,} batches, {label}, "
+                "whole process", value=report, unit="s", kind="absolute", goal="< 0.5"))
+            figures.append(Figure(
+                suite="history", name=f"collector report against start-up, {size:,} "
+                f"batches, {label}", value=report, unit="s", kind="times",
+                baseline="collector jobs list on the same database", baseline_value=startup,
+                goal="<= 1.25"))
         for name in COMMANDS:
             first = median(times[f"{name} @ {sizes[0]}"])
             for size in sizes:
