@@ -206,6 +206,30 @@ def test_days_detached_and_left_by_a_stopped_prune_are_dropped_later(postgres_ur
         assert _detached(store) == []
 
 
+def test_what_a_conditional_job_last_got_is_read_from_its_latest_days(postgres_url: str
+                                                                      ) -> None:
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM requests" in statement:
+            seen.append((statement, parameters))
+
+    with open_store(postgres_url) as store:
+        store.make_partitions([(DAY0 + timedelta(days=d)).date() for d in range(10)])
+        _fill(store, 10)
+        event.listen(store.engine, "before_cursor_execute", record)
+        store.known("j", "http://h.test/s")  # its 10 latest batches: days 5 to 9
+        event.remove(store.engine, "before_cursor_execute", record)
+        [(statement, parameters)] = seen
+        with store.connect() as conn:
+            plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                             .scalars())
+    assert parts.name("requests", date(2026, 10, 6)) in plan
+    assert parts.name("requests", date(2026, 10, 5)) not in plan
+
+
 def test_prune_of_one_job_deletes_its_rows_and_drops_nothing(postgres_url: str) -> None:
     with open_store(postgres_url) as store:
         store.make_partitions([(DAY0 + timedelta(days=d)).date() for d in range(2)])

@@ -629,14 +629,18 @@ def known(conn: Connection, job_name: str, url: str, *, recent: int = 10
           ) -> dict[str, Known]:
     """What the job last got for each query (a 200, or a 304 that confirmed a content)
     among its ``recent`` latest finished batches to ``url``, by the query as stored."""
-    latest = (select(batches.c.id).where(batches.c.job_name == job_name,
-                                         batches.c.url == url,
-                                         batches.c.num_connections.is_not(None))
-              .order_by(batches.c.started_at.desc()).limit(recent))
+    latest = conn.execute(select(batches.c.id, batches.c.started_at)
+                          .where(batches.c.job_name == job_name, batches.c.url == url,
+                                 batches.c.num_connections.is_not(None))
+                          .order_by(batches.c.started_at.desc()).limit(recent)).all()
+    if not latest:
+        return {}
     rows = conn.execute(
         select(requests.c.query, requests.c.content_sha256, requests.c.etag,
                requests.c.last_modified)
-        .where(requests.c.batch_id.in_(latest),
+        .where(requests.c.batch_id.in_([row.id for row in latest]),
+               # a request starts after its batch: on PostgreSQL, only the days since
+               requests.c.started_at >= min(row.started_at for row in latest),
                requests.c.content_sha256.is_not(None))
         .order_by(requests.c.started_at, requests.c.id))
     return {row.query: Known(content_sha256=row.content_sha256, etag=row.etag,
