@@ -551,8 +551,10 @@ def test_version_and_shell_completion() -> None:
     for flag in ("-V", "--version"):
         assert invoke(flag)[:2] == (0, f"collector {__version__}\n")
     collector = str(Path(sys.executable).parent / "collector")
-    shown = subprocess.run([collector, "--show-completion", "bash"], capture_output=True,
-                           text=True, timeout=60)
+    # The script --show-completion prints, by its shell's name: --show-completion finds
+    # the shell among its parent processes, and a test run detached from one has none.
+    shown = subprocess.run([collector], env={**os.environ, "_COLLECTOR_COMPLETE": "source_bash"},
+                           capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "_COLLECTOR_COMPLETE" in shown.stdout and "complete " in shown.stdout
     env = {**os.environ, "_COLLECTOR_COMPLETE": "complete_bash",
