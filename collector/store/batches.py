@@ -520,11 +520,11 @@ def _request(row: dict[str, Any], numbers: dict[int, int],
                       at=datetime.fromisoformat(a["at"])) for a in attempts))
 
 
-# A batch's stored requests, from its own counters (its succeeded and failed ones; a
-# running or abandoned batch has none stored): counted without reading a request row.
 # Set for prune's transaction on PostgreSQL: the batches' trigger (migration 0017) leaves
 # their rows to it.
 SKIP_CASCADE = "SELECT set_config('collector.prune', 'on', true)"
+# A batch's stored requests, from its own counters (its succeeded and failed ones; a
+# running or abandoned batch has none stored): counted without reading a request row.
 _REQUESTS_HELD = (func.coalesce(batches.c.requests_succeeded, 0)
                   + func.coalesce(batches.c.requests_failed, 0))
 
