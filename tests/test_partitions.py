@@ -230,6 +230,32 @@ def test_what_a_conditional_job_last_got_is_read_from_its_latest_days(postgres_u
     assert parts.name("requests", date(2026, 10, 5)) not in plan
 
 
+def test_a_prune_and_a_day_being_made_take_turns(postgres_url: str) -> None:
+    # A daemon's maintenance making a day whose rows are in the default partitions (it
+    # moves them) while another prunes: the prune waits for it, before touching a table.
+    import threading
+    import time
+
+    with open_store(postgres_url) as store:
+        _fill(store, 3)  # no day made: every row in the default partitions
+        pruned: list[tuple[int, int]] = []
+        with store.connect(write=True) as maker:
+            maker.execute(text(parts.LOCK))
+            pruning = threading.Thread(target=lambda: pruned.append(
+                store.prune(DAY0 + timedelta(days=1, hours=12))))
+            pruning.start()
+            deadline = time.monotonic() + 60
+            while not maker.execute(text(  # the prune waits for the lock
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND NOT granted")).scalar_one():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert parts.make(maker, [(DAY0 + timedelta(days=d)).date() for d in range(3)])
+        pruning.join(timeout=60)
+        assert pruned == [(3, 9)]
+        assert _orphans(store) == dict.fromkeys(parts.TABLES, 0)
+
+
 def test_prune_of_one_job_deletes_its_rows_and_drops_nothing(postgres_url: str) -> None:
     with open_store(postgres_url) as store:
         store.make_partitions([(DAY0 + timedelta(days=d)).date() for d in range(2)])

@@ -587,6 +587,10 @@ def prune_partitioned(conn: Connection, before: datetime, *, job: str | None = N
     requests went (the requests counted from the batches' counters)."""
     day = datetime.combine(before.astimezone(UTC).date(), time(), UTC)
     if job is None:
+        # The partitions' lock first, as make() takes it, before any table's: a make()
+        # moving rows out of a default partition cannot then wait for us while we wait
+        # for it.
+        conn.execute(text(partitions.LOCK))
         conn.execute(text(SKIP_CASCADE))
     gone = (delete(batches).where(_old_batches(before, job))
             .returning(batches.c.id, batches.c.finished_at, _REQUESTS_HELD.label("held"))
