@@ -65,23 +65,23 @@ $$
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute("DROP TRIGGER batches_deleted ON batches")
-    op.execute("DROP FUNCTION collector_batches_deleted()")
-    op.execute(CASCADE)
-    op.execute("CREATE TRIGGER batches_deleted AFTER DELETE ON batches FOR EACH ROW "
-               "WHEN (OLD.finished_at IS NOT NULL AND "
-               "current_setting('collector.prune', true) IS DISTINCT FROM 'on') "
-               "EXECUTE FUNCTION collector_batch_deleted()")
+    _swap("collector_batches_deleted", CASCADE,
+          "FOR EACH ROW WHEN (OLD.finished_at IS NOT NULL AND "
+          "current_setting('collector.prune', true) IS DISTINCT FROM 'on') "
+          "EXECUTE FUNCTION collector_batch_deleted()")
 
 
 def downgrade() -> None:
+    _swap("collector_batch_deleted", STATEMENT_CASCADE,
+          "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT "
+          "EXECUTE FUNCTION collector_batches_deleted()")
+
+
+def _swap(dropped: str, function: str, trigger: str) -> None:
+    """The batches' trigger and its function replaced (PostgreSQL only)."""
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("DROP TRIGGER batches_deleted ON batches")
-    op.execute("DROP FUNCTION collector_batch_deleted()")
-    op.execute(STATEMENT_CASCADE)
-    op.execute("CREATE TRIGGER batches_deleted AFTER DELETE ON batches "
-               "REFERENCING OLD TABLE AS gone FOR EACH STATEMENT "
-               "EXECUTE FUNCTION collector_batches_deleted()")
+    op.execute(f"DROP FUNCTION {dropped}()")
+    op.execute(function)
+    op.execute(f"CREATE TRIGGER batches_deleted AFTER DELETE ON batches {trigger}")

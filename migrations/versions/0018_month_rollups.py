@@ -24,20 +24,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _period(length: int, comment: str, old_comment: str) -> None:
-    with op.batch_alter_table("rollups") as batch:
-        batch.alter_column("period", type_=sa.String(length), existing_nullable=False,
-                           comment=comment, existing_comment=old_comment)
-        batch.alter_column("starts_at", existing_type=sa.DateTime(timezone=True),
-                           existing_nullable=False,
-                           comment="the hour's, day's or month's start"
-                           if length == 5 else "the hour's or day's start",
-                           existing_comment="the hour's or day's start"
-                           if length == 5 else "the hour's, day's or month's start")
+# What rollups' period and starts_at say, before this revision and after it.
+BEFORE = (4, "hour or day (UTC)", "the hour's or day's start")
+AFTER = (5, "hour, day or month (UTC)", "the hour's, day's or month's start")
 
 
 def upgrade() -> None:
-    _period(5, "hour, day or month (UTC)", "hour or day (UTC)")
+    _columns(BEFORE, AFTER)
     from collector.store.rollups import fill
 
     fill(op.get_bind(), "month")
@@ -45,4 +38,14 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM rollups WHERE period = 'month'")
-    _period(4, "hour or day (UTC)", "hour, day or month (UTC)")
+    _columns(AFTER, BEFORE)
+
+
+def _columns(old: tuple[int, str, str], new: tuple[int, str, str]) -> None:
+    (_, old_period, old_start), (length, period, start) = old, new
+    with op.batch_alter_table("rollups") as batch:
+        batch.alter_column("period", type_=sa.String(length), existing_nullable=False,
+                           comment=period, existing_comment=old_period)
+        batch.alter_column("starts_at", existing_type=sa.DateTime(timezone=True),
+                           existing_nullable=False, comment=start,
+                           existing_comment=old_start)
