@@ -270,7 +270,7 @@ def test_prune_of_one_job_deletes_its_rows_and_drops_nothing(postgres_url: str) 
 
 
 def test_deleting_a_batch_by_hand_deletes_its_rows_in_every_table(postgres_url: str) -> None:
-    from collector.store.batches import SKIP_CASCADE
+    from collector.store.retention import SKIP_CASCADE
 
     with open_store(postgres_url) as store:
         _fill(store, 1)

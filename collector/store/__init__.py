@@ -3,8 +3,11 @@
 The package keeps its parts apart: :mod:`~collector.store.engine` (engines,
 SQLite's settings, SQLAlchemy's errors translated once),
 :mod:`~collector.store.schema` (the Alembic revision),
-:mod:`~collector.store.batches` (claims, batches and requests) and
-:mod:`~collector.store.jobs` (the jobs table). Reads return collector's own
+:mod:`~collector.store.batches` (claims, batches and their rows written),
+:mod:`~collector.store.readback` (read back), :mod:`~collector.store.retention`
+(pruned), :mod:`~collector.store.partitions` and :mod:`~collector.store.rollups`
+(PostgreSQL's days, the reports' totals) and :mod:`~collector.store.jobs` (the jobs
+table). Reads return collector's own
 dataclasses, never SQLAlchemy rows. This package knows nothing about HTTP: it
 records a plain :class:`~collector.results.PendingBatch` (:meth:`Store.record`, the one
 way a batch that ran is written).
@@ -42,10 +45,11 @@ from collector.settings import worker_id
 from collector.spec import BatchSpec, JobSpec
 from collector.store import batches as _batches
 from collector.store import jobs as _jobs
+from collector.store import readback as _readback
+from collector.store import retention as _retention
 from collector.store import rollups as _rollups
 from collector.store import schema
 from collector.store import workers as _workers
-from collector.store.batches import StoredBatch
 from collector.store.engine import (
     SQLITE_BUSY_TIMEOUT,
     make_engine,
@@ -56,6 +60,7 @@ from collector.store.engine import (
     translated,
 )
 from collector.store.jobs import BrokenJob, StoredJob
+from collector.store.readback import StoredBatch
 
 __all__ = ["BrokenJob", "DatabaseInfo", "Store", "StoredBatch", "StoredJob",
            "StoredJobs", "open_store"]
@@ -364,7 +369,7 @@ class Store:
     def load_batch(self, batch_id: int) -> StoredBatch:
         """A stored batch and what it recorded; UnknownBatch when there is none."""
         with self.connect() as conn:
-            found = _batches.load(conn, batch_id)
+            found = _readback.load(conn, batch_id)
         if found is None:
             raise UnknownBatch(batch_id)
         return found
@@ -381,11 +386,11 @@ class Store:
         ``stop`` set ends it between two transactions. On PostgreSQL two prunes take
         turns (an advisory lock), so daemons applying their retention at once do not
         contend for the same rows; the days wholly before ``before`` are detached in
-        its transaction and dropped after it (:func:`_batches.prune_partitioned`).
+        its transaction and dropped after it (:func:`_retention.prune_partitioned`).
         """
         if dry_run:
             with self.connect() as conn:
-                return _batches.count_old(conn, before, job)
+                return _retention.count_old(conn, before, job)
         sqlite = self.engine.dialect.name == "sqlite"
         total = [0, 0]
         while True:
@@ -393,16 +398,16 @@ class Store:
                 if not sqlite:
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('collector-prune'))"))
                 n_batches, n_requests = (
-                    _batches.prune(conn, before, job=job, rows=PRUNE_ROWS) if sqlite
-                    else _batches.prune_partitioned(conn, before, job=job))
+                    _retention.prune(conn, before, job=job, rows=PRUNE_ROWS) if sqlite
+                    else _retention.prune_partitioned(conn, before, job=job))
                 done = not n_batches or not sqlite
                 stopped = not done and stop is not None and stop.is_set()
                 if done or stopped:
                     # The reports' rollups follow, up to where the batches are gone.
-                    _rollups.after_prune(conn, _batches.pruned_up_to(conn, before, job)
+                    _rollups.after_prune(conn, _retention.pruned_up_to(conn, before, job)
                                          if stopped else before, job)
                 if job is None and done:
-                    _batches.prune_bodies(conn, before)
+                    _retention.prune_bodies(conn, before)
             total[0] += n_batches
             total[1] += n_requests
             if done or stopped:
@@ -420,14 +425,14 @@ class Store:
     def known(self, job_name: str, url: str, *, timeout: float | None = None
               ) -> dict[str, Known]:
         """What the job last got for each query (by the query as stored), among its latest
-        batches to ``url``: the content's hash and validators (:func:`_batches.known`)."""
-        return self._bounded_on("read", lambda conn: _batches.known(conn, job_name, url),
+        batches to ``url``: the content's hash and validators (:func:`_readback.known`)."""
+        return self._bounded_on("read", lambda conn: _readback.known(conn, job_name, url),
                                 timeout=timeout)
 
     def body(self, sha256: str) -> bytes:
         """A kept body, byte for byte as it was delivered; UnknownBody when none is stored."""
         with self.connect() as conn:
-            found = _batches.body(conn, sha256)
+            found = _readback.body(conn, sha256)
         if found is None:
             raise UnknownBody(sha256)
         return found

@@ -1,4 +1,5 @@
-"""Batches and their requests: claimed, completed, saved, read back, pruned.
+"""Batches and their rows written: claimed, completed, saved (read back in
+:mod:`~collector.store.readback`, pruned in :mod:`~collector.store.retention`).
 
 A batch row never holds only part of its request rows: the rows and the final
 status are written in one transaction. A scheduled fire is claimed first, by
@@ -11,59 +12,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Insert,
-    any_,
-    bindparam,
-    delete,
-    func,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Column, Connection, Insert, bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from collector.models import batches, bodies, captures, checks, connections, requests
+from collector.models import batches, bodies, connections, requests
 from collector.results import (
     CONNECTION_COLUMNS,
     BatchResult,
-    BatchStatus,
-    CaptureResult,
-    CheckResult,
     ConnectionResult,
-    FailedAttempt,
-    Known,
     PendingBatch,
-    RequestResult,
-    Trigger,
     shortened,
 )
 from collector.spec import BatchSpec
 from collector.store import partitions
 from collector.store import rollups as _rollups
 from collector.store.engine import conflict_insert
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredBatch:
-    """A ``batches`` row, with what it recorded (``result`` is None while it has no counters)."""
-
-    id: int
-    job_name: str
-    trigger: Trigger
-    scheduled_for: datetime | None
-    started_at: datetime
-    finished_at: datetime | None
-    status: BatchStatus
-    worker: str
-    result: BatchResult | None
-    columns: dict[str, Any]  # the row as stored, every column
 
 
 def _insert_batch(conn: Connection) -> Insert:
@@ -279,12 +245,12 @@ def storable(text: str | None, limit: int | None = None) -> str | None:
 # The request rows go to the driver directly, the way it takes many rows fastest: one
 # executemany on SQLite, COPY on PostgreSQL (measured in benchmarks/: through
 # SQLAlchemy's per-row parameter processing the same rows took three times as long).
-_REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
+REQUEST_COLUMNS = ("position", "method", "url", "query", "started_at", "status",
                     "content_type", "body_length", "content_length", "body_sha256",
                     "elapsed_ms", "connect_ms", "ttfb_ms", "queued_ms", "reused", "attempts",
                     "error_kind", "error", "failed_attempts", "dns_ms", "tcp_ms", "tls_ms",
                     "http_version", "content_sha256", "etag", "last_modified")
-_INSERTED = ("batch_id", *_REQUEST_COLUMNS, "connection_id")  # as the tuples built below
+_INSERTED = ("batch_id", *REQUEST_COLUMNS, "connection_id")  # as the tuples built below
 _CONNECTION_INSERTED = ("batch_id", *CONNECTION_COLUMNS)
 _CHECK_INSERTED = ("batch_id", "request_id", "started_at", "name", "passed", "observed")
 _CAPTURE_INSERTED = ("batch_id", "request_id", "started_at", "name", "value", "number")
@@ -395,7 +361,7 @@ def _ids(conn: Connection, key: Column[int], batch_ids: set[int], since: datetim
     table = key.table
     found = conn.execute(select(table.c.id, table.c.batch_id, key)
                          .where(table.c.batch_id.in_(batch_ids),
-                                _time_of(table) >= since))
+                                partitions.time_of(table) >= since))
     return {(batch_id, number): id_ for id_, batch_id, number in found}
 
 
@@ -403,11 +369,6 @@ def _ids(conn: Connection, key: Column[int], batch_ids: set[int], since: datetim
 # every database holds it, and within its column.
 _CONNECTION_TEXT = {"remote_address": 64, "tls_version": 20, "cipher": 100, "alpn": 50,
                     "cert_subject": 2000, "cert_issuer": 2000}
-
-
-def _time_of(table: Any) -> Any:
-    """The time column a per-request table is partitioned by on PostgreSQL."""
-    return table.c[partitions.TABLES[table.name]]
 
 
 def _connection_row(batch_id: int, c: ConnectionResult, sqlite: bool) -> tuple[Any, ...]:
@@ -452,213 +413,3 @@ def _sqlite_time(value: datetime) -> str:
     if value.tzinfo is UTC:  # as the runner stamps them: the text less its "+00:00"
         return value.isoformat(" ", "microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def load(conn: Connection, batch_id: int) -> StoredBatch | None:
-    """The stored batch with this id, or None."""
-    row = conn.execute(select(batches).where(batches.c.id == batch_id)).one_or_none()
-    if row is None:
-        return None
-    result = None
-    if row.num_connections is not None:
-        opened = conn.execute(select(connections.c.id, *(
-            connections.c[name] for name in CONNECTION_COLUMNS))
-            .where(connections.c.batch_id == batch_id,
-                   connections.c.opened_at >= row.started_at)
-            .order_by(connections.c.number)).all()
-        numbers = {c.id: c.number for c in opened}
-        rows = conn.execute(select(*(requests.c[name] for name in _REQUEST_COLUMNS),
-                                   requests.c.connection_id, requests.c.id)
-                            .where(requests.c.batch_id == batch_id,
-                                   requests.c.started_at >= row.started_at)
-                            .order_by(requests.c.position)).all()
-        checked: dict[int, list[CheckResult]] = {}
-        if row.checks_passed or row.checks_failed:
-            for found in conn.execute(
-                    select(checks.c.request_id, checks.c.name, checks.c.passed,
-                           checks.c.observed)
-                    .where(checks.c.request_id.in_([r.id for r in rows]),
-                           checks.c.started_at >= row.started_at)
-                    .order_by(checks.c.id)):
-                checked.setdefault(found.request_id, []).append(CheckResult(
-                    name=found.name, passed=found.passed, observed=found.observed))
-        captured: dict[int, list[CaptureResult]] = {}
-        for found in conn.execute(
-                select(captures.c.request_id, captures.c.name, captures.c.value,
-                       captures.c.number)
-                .where(captures.c.batch_id == batch_id, captures.c.started_at >= row.started_at)
-                .order_by(captures.c.id)):
-            captured.setdefault(found.request_id, []).append(CaptureResult(
-                name=found.name, value=found.value, number=found.number))
-        result = BatchResult(
-            url=row.url, method=row.method, pool_size=row.pool_size,
-            concurrency=row.concurrency, started_at=row.started_at,
-            finished_at=row.finished_at or row.started_at,
-            num_connections=row.num_connections, num_requests=row.num_requests,
-            tcp_connections=row.tcp_connections, tls_verified=row.tls_verified,
-            requests=tuple(_request(r._asdict(), numbers, checked, captured) for r in rows),
-            connections=tuple(ConnectionResult(**{
-                name: getattr(c, name) for name in CONNECTION_COLUMNS}) for c in opened),
-        )
-    return StoredBatch(id=row.id, job_name=row.job_name, trigger=row.trigger,
-                       scheduled_for=row.scheduled_for, started_at=row.started_at,
-                       finished_at=row.finished_at, status=row.status, worker=row.worker,
-                       result=result, columns=row._asdict())
-
-
-def _request(row: dict[str, Any], numbers: dict[int, int],
-             checked: dict[int, list[CheckResult]],
-             captured: dict[int, list[CaptureResult]]) -> RequestResult:
-    attempts = row.pop("failed_attempts") or []
-    request_id = row.pop("id")
-    row["checks"] = tuple(checked.get(request_id, ()))
-    row["captures"] = tuple(captured.get(request_id, ()))
-    connection_id = row.pop("connection_id")
-    row["connection"] = None if connection_id is None else numbers.get(connection_id)
-    return RequestResult(**row, failed_attempts=tuple(
-        FailedAttempt(error_kind=a["error_kind"], status=a.get("status"), error=a["error"],
-                      at=datetime.fromisoformat(a["at"])) for a in attempts))
-
-
-# Set for prune's transaction on PostgreSQL: the batches' trigger (migration 0017) leaves
-# their rows to it.
-SKIP_CASCADE = "SELECT set_config('collector.prune', 'on', true)"
-# A batch's stored requests, from its own counters (its succeeded and failed ones; a
-# running or abandoned batch has none stored): counted without reading a request row.
-_REQUESTS_HELD = (func.coalesce(batches.c.requests_succeeded, 0)
-                  + func.coalesce(batches.c.requests_failed, 0))
-
-
-def _old_batches(before: datetime, job: str | None) -> Any:
-    which = batches.c.started_at < before
-    if job is not None:
-        which &= batches.c.job_name == job
-    return which
-
-
-def count_old(conn: Connection, before: datetime, job: str | None = None) -> tuple[int, int]:
-    """How many batches (of ``job`` alone, when given) started before ``before``, and their
-    requests."""
-    found = conn.execute(select(func.count(), func.coalesce(func.sum(_REQUESTS_HELD), 0))
-                         .where(_old_batches(before, job))).one()
-    return int(found[0]), int(found[1])
-
-
-def prune(conn: Connection, before: datetime, *, job: str | None = None,
-          rows: int | None = None) -> tuple[int, int]:
-    """Delete batches started before ``before`` (of ``job`` alone, when given) with their
-    rows in the other tables; with ``rows``, only the oldest batches holding about that
-    many requests (one batch at least), so that a transaction stays short. Returns how
-    many batches and requests went. Bodies are :func:`prune_bodies`'."""
-    which = _old_batches(before, job)
-    if rows is not None:
-        # Oldest first, so that a prune stopped part way leaves a time before which
-        # every batch is gone (the rollups follow up to it).
-        found = conn.execute(select(batches.c.id, _REQUESTS_HELD).where(which)
-                             .order_by(batches.c.started_at, batches.c.id)
-                             .limit(max(1, rows))).all()
-        chosen: list[int] = []
-        held = 0
-        for batch_id, count in found:
-            if chosen and held + count > rows:
-                break
-            chosen.append(batch_id)
-            held += count
-        if not chosen:
-            return 0, 0
-        which = batches.c.id.in_(chosen)
-    old = select(batches.c.id).where(which)
-    gone = conn.execute(delete(requests).where(requests.c.batch_id.in_(old))).rowcount
-    conn.execute(delete(checks).where(checks.c.batch_id.in_(old)))
-    conn.execute(delete(captures).where(captures.c.batch_id.in_(old)))
-    conn.execute(delete(connections).where(connections.c.batch_id.in_(old)))
-    return conn.execute(delete(batches).where(which)).rowcount, gone
-
-
-def prune_partitioned(conn: Connection, before: datetime, *, job: str | None = None
-                      ) -> tuple[int, int]:
-    """PostgreSQL's prune: the batches started before ``before`` deleted with the batches'
-    trigger skipped (migration 0017), then their rows that the partitions of the days
-    wholly before ``before`` do not hold (those in the default partitions, and those
-    of the batches still going when the day of ``before`` began), then those
-    partitions detached (for :func:`partitions.drop_detached`, once committed): last,
-    as detaching locks the tables. With ``job``, only its batches go, and the trigger
-    deletes each one's rows (other jobs share the days). Returns how many batches and
-    requests went (the requests counted from the batches' counters)."""
-    day = datetime.combine(before.astimezone(UTC).date(), time(), UTC)
-    if job is None:
-        # The partitions' lock first, as make() takes it, before any table's: a make()
-        # moving rows out of a default partition cannot then wait for us while we wait
-        # for it.
-        conn.execute(text(partitions.LOCK))
-        conn.execute(text(SKIP_CASCADE))
-    gone = (delete(batches).where(_old_batches(before, job))
-            .returning(batches.c.id, batches.c.finished_at, _REQUESTS_HELD.label("held"))
-            .cte("gone"))
-    late = gone.c.finished_at >= day  # from the day on, only these can have rows
-    n_batches, n_requests, ids, last = conn.execute(select(
-        func.count(), func.coalesce(func.sum(gone.c.held), 0),
-        func.array_agg(gone.c.id).filter(late), func.max(gone.c.finished_at).filter(late))
-    ).one()
-    if job is None:
-        for table in (requests, checks, captures, connections):
-            at = _time_of(table)
-            # Every row of a default partition before the day belongs to a batch started
-            # before it (a request starts after its batch); from the day on, a batch's
-            # rows lie between its start and its end.
-            conn.execute(text(f"DELETE FROM {table.name}_default WHERE {at.name} < :day"),
-                         {"day": day})
-            if ids:
-                conn.execute(delete(table).where(at >= day, at <= last,
-                                                 table.c.batch_id == any_(ids)))
-        partitions.detach_before(conn, before)
-    return int(n_batches), int(n_requests)
-
-
-def pruned_up_to(conn: Connection, before: datetime, job: str | None = None) -> datetime:
-    """``before``, or the start of the oldest batch before it still there (a prune that
-    stopped part way)."""
-    oldest: datetime | None = conn.execute(
-        select(func.min(batches.c.started_at)).where(_old_batches(before, job))).scalar()
-    return before if oldest is None else min(before, oldest)
-
-
-def prune_bodies(conn: Connection, before: datetime) -> int:
-    """Delete the bodies last used before ``before``: once every batch started before it
-    is gone, no remaining request of a job that keeps bodies refers to them."""
-    return conn.execute(delete(bodies).where(bodies.c.last_used_at < before)).rowcount
-
-
-def known(conn: Connection, job_name: str, url: str, *, recent: int = 10
-          ) -> dict[str, Known]:
-    """What the job last got for each query (a 200, or a 304 that confirmed a content)
-    among its ``recent`` latest finished batches to ``url``, by the query as stored."""
-    latest = conn.execute(select(batches.c.id, batches.c.started_at)
-                          .where(batches.c.job_name == job_name, batches.c.url == url,
-                                 batches.c.num_connections.is_not(None))
-                          .order_by(batches.c.started_at.desc()).limit(recent)).all()
-    if not latest:
-        return {}
-    rows = conn.execute(
-        select(requests.c.query, requests.c.content_sha256, requests.c.etag,
-               requests.c.last_modified)
-        .where(requests.c.batch_id.in_([row.id for row in latest]),
-               # a request starts after its batch: on PostgreSQL, only the days since
-               requests.c.started_at >= min(row.started_at for row in latest),
-               requests.c.content_sha256.is_not(None))
-        .order_by(requests.c.started_at, requests.c.id))
-    return {row.query: Known(content_sha256=row.content_sha256, etag=row.etag,
-                             last_modified=row.last_modified) for row in rows}
-
-
-def body(conn: Connection, sha256: str) -> bytes | None:
-    """A kept body as it was delivered, or None when none is stored by that hash."""
-    row = conn.execute(select(bodies.c.codec, bodies.c.data)
-                       .where(bodies.c.sha256 == sha256)).one_or_none()
-    if row is None:
-        return None
-    if row.codec == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(row.data)
-    return bytes(row.data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -31,6 +32,11 @@ TABLES = {"requests": "started_at", "connections": "opened_at", "checks": "start
 AHEAD = 7  # days made ahead of today
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('collector-partitions'))"
 _DAY = re.compile(r"_p(\d{8})$")
+
+
+def time_of(table: Any) -> Any:
+    """The time column a per-request table (a SQLAlchemy ``Table``) is partitioned by."""
+    return table.c[TABLES[table.name]]
 
 
 def name(table: str, day: date) -> str:
