@@ -2,7 +2,9 @@
 its size before, and how long the prune took against the rows' own writing. On
 PostgreSQL: a month pruned from the `history` suite's 10,000,000 requests over 90 days
 (a fresh copy of its kept database each round), partitions dropped: its transaction,
-and the whole call with the dropped days' files removed, against a count of the same rows.
+and the whole call with the dropped days' files removed, against a count of the same rows;
+and ``collector prune --older-than 60d`` whole process (the same on other fresh copies,
+start-up included).
 
 Rows are the tests' hand-made requests (tests/dataset.py), 200 a batch; the oldest 90% of
 the batches are ninety days old. Usage: ``python -m benchmarks --only retention``.
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.harness import Figure, Scale, median
-from collector.store import open_store
+from benchmarks.harness import COLLECTOR, Figure, Scale, median, process
+from collector.store import Store, open_store
 from tests.dataset import batch, request
 
 PER_BATCH = 200
@@ -74,8 +76,11 @@ def _postgresql(scale: Scale, postgres: str) -> list[Figure]:
     batches = scale.pick(200_000, 200)
     kept = [url for _, dialect, url in stored_history(scale, postgres, batches=batches)
             if dialect == "postgresql"][0]
-    runs = [_prune_a_copy(postgres, kept.rsplit("/", 1)[1].split("?")[0])
-            for _ in range(scale.pick(3, 1))]
+    source = kept.rsplit("/", 1)[1].split("?")[0]
+    runs, commands = [], []
+    for _ in range(scale.pick(3, 1)):  # in turn: the machine's drift falls on both alike
+        runs.append(_prune_a_copy(postgres, source))
+        commands.append(_prune_a_copy(postgres, source, command=True))
     n, inside, freed = runs[0].n, runs[0].inside, runs[0].freed
     what = (f"prune of a month ({n:,} of {batches * scale.pick(50, 20):,} requests) on "
             f"PostgreSQL, partitions dropped; {inside:,} rows deleted inside the day of the "
@@ -87,6 +92,9 @@ def _postgresql(scale: Scale, postgres: str) -> list[Figure]:
         Figure(suite="retention", name=f"{what}: the whole call, {freed / 1e6:,.0f} MB of "
                "files removed after the commit", value=median([r.took for r in runs]),
                unit="s", kind="absolute", goal="< 1"),
+        Figure(suite="retention", name=f"{what}: collector prune --older-than 60d, whole "
+               "process", value=median([r.took for r in commands]), unit="s",
+               kind="absolute", goal="< 1"),
         Figure(suite="retention", name=f"{what}: the whole call against counting the rows",
                value=median([r.took for r in runs]), unit="s", kind="times",
                baseline="count(*) of the same rows",
@@ -104,10 +112,11 @@ class _Pruned:
     took: float
 
 
-def _prune_a_copy(postgres: str, source: str) -> _Pruned:
-    """A month pruned from a fresh copy of the kept database, timed."""
+def _prune_a_copy(postgres: str, source: str, *, command: bool = False) -> _Pruned:
+    """A month pruned from a fresh copy of the kept database, timed: in this process
+    (``Store.prune``, its transaction timed too), or by the command (``transaction`` is
+    then 0)."""
     import psycopg
-    from sqlalchemy import event
 
     from benchmarks.harness import postgres_database
 
@@ -128,17 +137,36 @@ def _prune_a_copy(postgres: str, source: str) -> _Pruned:
             inside = conn.exec_driver_sql(f"SELECT count(*) FROM {boundary}").scalar()
             conn.exec_driver_sql("CHECKPOINT")  # every page's first change: a full image
             held = conn.exec_driver_sql(size).scalar()
-        begun: list[float] = []  # prune's second transaction begins once its first is done
-        event.listen(store.engine, "begin", lambda _: begun.append(time.perf_counter()))
-        start = time.perf_counter()
-        pruned = store.prune(before)
-        took = time.perf_counter() - start
-        assert len(begun) == 2, begun  # its transaction, then the detached days dropped
+        transaction = 0.0
+        if command:  # its bound is a little later than ``before``: a few more batches
+            took = process(COLLECTOR, "prune", "--older-than", "60d", "--db", url)()
+        else:
+            took, pruned, transaction = _timed_prune(store, before)
+            assert pruned[1] == n, (pruned, n)
         with store.connect() as conn:
             left = conn.exec_driver_sql(f"SELECT count(*) FROM {boundary}").scalar()
             freed = held - conn.exec_driver_sql(size).scalar()
+            assert conn.exec_driver_sql("SELECT count(*) FROM requests WHERE started_at < "
+                                        "%(b)s", {"b": before}).scalar() == 0
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute('DROP DATABASE "collector_bench_prune" WITH (FORCE)')
-    assert pruned[1] == n, (pruned, n)
     return _Pruned(n=n, inside=inside - left, freed=freed, counted=counted,
-                   transaction=begun[1] - start, took=took)
+                   transaction=transaction, took=took)
+
+
+def _timed_prune(store: Store, before: datetime) -> tuple[float, tuple[int, int], float]:
+    """``Store.prune``: how long it took, what it returned, how long its transaction was."""
+    from sqlalchemy import event
+
+    begun: list[float] = []  # prune's second transaction begins once its first is done
+
+    def on_begin(_: object) -> None:
+        begun.append(time.perf_counter())
+
+    event.listen(store.engine, "begin", on_begin)
+    start = time.perf_counter()
+    pruned = store.prune(before)
+    took = time.perf_counter() - start
+    event.remove(store.engine, "begin", on_begin)
+    assert len(begun) == 2, begun  # its transaction, then the detached days dropped
+    return took, pruned, begun[1] - start
