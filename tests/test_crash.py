@@ -61,7 +61,7 @@ def test_kill_9_during_batches_leaves_only_whole_batches(sqlite_url: str,
         subprocess.run(args, check=True, capture_output=True, timeout=60)
         return time.monotonic() - start
 
-    # A whole run first, and again every tenth: how long a run takes on this machine now,
+    # A whole run first, and again every ninth: how long a run takes on this machine now,
     # so the kills land from early in start-up to after the batch is stored however
     # loaded the machine is, and as its load changes (a suite under load had all 30
     # kills land before the store when the load grew after the one first run).

@@ -7,10 +7,9 @@ SQLite's settings, SQLAlchemy's errors translated once),
 :mod:`~collector.store.readback` (read back), :mod:`~collector.store.retention`
 (pruned), :mod:`~collector.store.partitions` and :mod:`~collector.store.rollups`
 (PostgreSQL's days, the reports' totals) and :mod:`~collector.store.jobs` (the jobs
-table). Reads return collector's own
-dataclasses, never SQLAlchemy rows. This package knows nothing about HTTP: it
-records a plain :class:`~collector.results.PendingBatch` (:meth:`Store.record`, the one
-way a batch that ran is written).
+table). Reads return collector's own dataclasses, never SQLAlchemy rows. This package
+knows nothing about HTTP: it records a plain :class:`~collector.results.PendingBatch`
+(:meth:`Store.record`, the one way a batch that ran is written).
 """
 
 from __future__ import annotations
